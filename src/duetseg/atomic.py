@@ -1,0 +1,62 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+A reader never sees a half-written cache entry, checkpoint or prediction, and an
+interrupted write leaves only a ``.tmp-*`` file that the next run ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_path", "save_json", "save_npy", "save_text"]
+
+
+@contextmanager
+def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
+
+    Args:
+        target: final file path.
+        suffix: suffix for the temporary name (some writers infer the format from it,
+            e.g. ``.nii.gz``).
+
+    Yields:
+        The temporary path to write to. On an exception it is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_json(obj: Any, target: str | Path) -> None:
+    """Write ``obj`` as indented JSON atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_text(text: str, target: str | Path) -> None:
+    """Write ``text`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def save_npy(array: np.ndarray, target: str | Path) -> None:
+    """Write ``array`` as ``.npy`` atomically (readable later with ``mmap_mode='r'``)."""
+    with atomic_path(target, suffix=".npy") as tmp:
+        np.save(tmp, np.ascontiguousarray(array))

@@ -1,0 +1,225 @@
+"""Typed configuration (pydantic) for preparation and training.
+
+Every model forbids unknown keys, so a typo in a YAML file is an error, not a silent default.
+Presets live in ``duetseg/presets/*.yaml``; ``load_config`` merges a preset or file with
+dotted overrides such as ``train.max_iterations=200``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from duetseg.errors import ConfigError
+
+__all__ = [
+    "StrictModel",
+    "NormalizationConfig",
+    "PrepareConfig",
+    "SplitConfig",
+    "ModelConfig",
+    "MethodConfig",
+    "TrainConfig",
+    "InferenceConfig",
+    "Config",
+    "PRESET_DIR",
+    "list_presets",
+    "load_config",
+    "apply_overrides",
+]
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+Triple = tuple[int, int, int]
+
+
+class StrictModel(BaseModel):
+    """Base model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NormalizationConfig(StrictModel):
+    """Intensity normalisation of one modality.
+
+    ``minmax`` (the paper) maps the non-zero range to [0, 1]; ``percentile_minmax`` clips to
+    the given percentiles of non-zero voxels first; ``zscore_nonzero`` standardises with the
+    mean/std of non-zero voxels; ``ct_window`` maps the HU window level ± width/2 to [0, 1].
+    """
+
+    scheme: Literal["minmax", "percentile_minmax", "zscore_nonzero", "ct_window"] = "minmax"
+    lower_percentile: float = 0.5
+    upper_percentile: float = 99.5
+    window_level: float = 40.0
+    window_width: float = 400.0
+
+
+class PrepareConfig(StrictModel):
+    """Settings of ``duetseg prepare``; their fingerprint decides whether a cache is reused."""
+
+    modalities: list[str] = Field(default_factory=lambda: ["t1ce", "t2"], min_length=2)
+    layout: Literal["auto", "brats", "nnunet", "csv"] = "auto"
+    target_spacing: tuple[float, float, float] | None = None
+    crop_margin: int = Field(default=0, ge=0)
+    normalization: dict[str, NormalizationConfig] = Field(default_factory=dict)
+    default_normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
+    # "whole_tumour": any label > 0 becomes 1 (BraTS). "identity": values must already be
+    # 0..num_classes-1. A dict maps original values to classes; other values are errors.
+    label_mapping: Literal["whole_tumour", "identity"] | dict[int, int] = "identity"
+    num_classes: int = Field(default=2, ge=2)
+
+    def normalization_for(self, modality: str) -> NormalizationConfig:
+        """Return the normalisation of ``modality`` (its own entry or the default)."""
+        return self.normalization.get(modality, self.default_normalization)
+
+
+class SplitConfig(StrictModel):
+    """How cases are divided into train / val / test and the labelled subset of train.
+
+    Fractions (< 1) or counts (>= 1) for ``val`` and ``test``; ``labeled`` as ``"5%"`` or a
+    count. Case-list files, when given, take precedence over the fractions.
+    """
+
+    val: float = 0.1
+    test: float = 0.2
+    labeled: str | int = "10%"
+    seed: int = 0
+    train_list: Path | None = None
+    val_list: Path | None = None
+    test_list: Path | None = None
+    labeled_list: Path | None = None
+
+
+class ModelConfig(StrictModel):
+    """DuetNet (or a single-network backbone) settings."""
+
+    backbone: Literal["vnet"] = "vnet"
+    base_width: int = Field(default=16, ge=1)
+    fusion: Literal["none", "gate", "gate_residual", "add"] = "gate_residual"
+    mae: bool = True
+    mae_softmax: Literal["kernels", "modalities"] = "kernels"
+    mae_on_skips: bool = False
+    mae_reduction: int = Field(default=4, ge=1)
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
+    norm: Literal["batch", "instance"] = "batch"
+
+
+class MethodConfig(StrictModel):
+    """Training objective. ``options`` are validated by the method itself."""
+
+    name: str = "ours"
+    consistency_weight: float | None = None  # None: the method's default (ours: alpha = 1)
+    rampup_fraction: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 disables the ramp-up
+    mcml: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(StrictModel):
+    """Optimisation and sampling."""
+
+    max_iterations: int = Field(default=60000, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    labeled_bs: int = Field(default=2, ge=1)
+    crop_size: Triple = (96, 96, 96)
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    val_every: int = Field(default=200, ge=1)
+    checkpoint_every: int = Field(default=200, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    seed: int = 1337
+    num_workers: int = Field(default=2, ge=0)
+    device: str = "auto"
+    flip: bool = True
+    rot90: bool = True
+    deterministic: bool = True
+
+
+class InferenceConfig(StrictModel):
+    """Sliding-window inference."""
+
+    roi_size: Triple | None = None  # None: the training crop size
+    overlap: float = Field(default=0.5, ge=0.0, lt=1.0)
+    blend: Literal["gaussian", "constant"] = "gaussian"
+    sw_batch_size: int = Field(default=2, ge=1)
+    tta_flip: bool = False
+
+
+class Config(StrictModel):
+    """The full configuration of a training run (saved as ``config.yaml`` in the run dir)."""
+
+    cache: Path | None = None
+    splits: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+    def to_yaml(self) -> str:
+        """Serialise to YAML (paths and tuples as plain types)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def list_presets() -> list[str]:
+    """Names of the built-in presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(source: str | Path) -> dict[str, Any]:
+    path = Path(source)
+    if not path.exists():
+        candidate = PRESET_DIR / f"{source}.yaml"
+        if candidate.exists():
+            path = candidate
+        else:
+            raise ConfigError(
+                f"config {source!r} is neither a file nor a preset (presets: {list_presets()})"
+            )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a preset name or YAML file, apply overrides and validate.
+
+    Args:
+        source: preset name (see ``list_presets``) or path to a YAML file; None = defaults.
+        overrides: dotted ``key=value`` strings.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: unknown file, bad YAML, unknown keys or invalid values.
+    """
+    data = _read_yaml(source) if source is not None else {}
+    data = apply_overrides(data, overrides or [])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config {source or '(defaults)'}:\n{exc}") from exc
