@@ -1,0 +1,219 @@
+"""The ``duetseg`` command line: prepare, train, evaluate, evaluate-folder, predict, demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from duetseg.errors import DuetsegError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Semi-supervised multi-modal 3D segmentation (DuetNet).")
+
+# Options that take several space-separated values (``--modalities t1ce t2``); click only
+# supports that for arguments, so ``main`` rewrites them into repeated options first.
+_MULTI_VALUE_OPTIONS = ("--modalities",)
+
+
+def _expand_multi_value(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    current = None
+    for token in argv:
+        if token in _MULTI_VALUE_OPTIONS:
+            current = token
+            continue
+        if current is not None and not token.startswith("-"):
+            out.extend([current, token])
+            continue
+        current = None
+        out.append(token)
+    return out
+
+
+def _parse_mapping(text: str):
+    if text in ("whole_tumour", "identity", "auto"):
+        return text
+    try:
+        return {int(k): int(v) for k, v in (p.split(":") for p in text.split(","))}
+    except ValueError as exc:
+        raise typer.BadParameter("use whole_tumour, identity, auto or e.g. '1:1,2:1,4:2'") from exc
+
+
+@app.command()
+def prepare(
+    input_path: Annotated[Path, typer.Argument(help="BraTS folder, nnU-Net raw dataset or CSV")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="cache folder")],
+    modalities: Annotated[list[str] | None, typer.Option(help="e.g. --modalities t1ce t2")] = None,
+    layout: Annotated[str, typer.Option(help="auto | brats | nnunet | csv")] = "auto",
+    spacing: Annotated[tuple[float, float, float] | None, typer.Option(help="target mm")] = None,
+    crop_margin: Annotated[int, typer.Option(help="voxels kept around the non-zero box")] = 0,
+    norm: Annotated[list[str] | None, typer.Option(
+        help="per-modality scheme, e.g. --norm ct=ct_window (default minmax)")] = None,
+    window: Annotated[tuple[float, float] | None, typer.Option(
+        help="CT window level width for ct_window")] = None,
+    label_mapping: Annotated[str, typer.Option(
+        help="auto (BraTS: whole tumour, else identity) | whole_tumour | identity | 1:1,2:1",
+    )] = "auto",
+    num_classes: Annotated[int, typer.Option(help="classes incl. background")] = 2,
+    workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+) -> None:
+    """Preprocess raw NIfTI cases into a cache (crop, normalise, map labels)."""
+    from duetseg.config import NormalizationConfig, PrepareConfig
+    from duetseg.data.cache import prepare_dataset
+    from duetseg.data.discovery import detect_layout
+
+    resolved_layout = detect_layout(input_path) if layout == "auto" else layout
+    mapping = _parse_mapping(label_mapping)
+    if mapping == "auto":
+        mapping = "whole_tumour" if resolved_layout == "brats" else "identity"
+    per_mod = {}
+    for item in norm or []:
+        name, _, scheme = item.partition("=")
+        extra = {"window_level": window[0], "window_width": window[1]} if window else {}
+        per_mod[name] = NormalizationConfig(scheme=scheme, **extra)
+    cfg = PrepareConfig(
+        modalities=modalities or ["t1ce", "t2"], layout=resolved_layout, target_spacing=spacing,
+        crop_margin=crop_margin, normalization=per_mod, label_mapping=mapping,
+        num_classes=num_classes,
+    )
+    cache = prepare_dataset(input_path, out, cfg, num_workers=workers)
+    n_lab = len(cache.labelled_cases)
+    typer.echo(f"cache {cache.root}: {len(cache.cases)} cases ({n_lab} labelled), "
+               f"modalities {cache.modalities}, label mapping {mapping}")
+
+
+@app.command("train")
+def train_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory")],
+    cache: Annotated[Path | None, typer.Option(help="cache from `duetseg prepare`")] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="preset or YAML")] = None,
+    method: Annotated[str | None, typer.Option(help="see `duetseg methods`")] = None,
+    labeled: Annotated[str | None, typer.Option(help="labelled subset: '5%' or a count")] = None,
+    iterations: Annotated[int | None, typer.Option(help="train.max_iterations")] = None,
+    seed: Annotated[int | None, typer.Option(help="train.seed and splits.seed")] = None,
+    splits_dir: Annotated[Path | None, typer.Option(
+        help="folder with train.txt, val.txt, test.txt case lists")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda[:N]")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key.sub=value")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Train a method; writes config.yaml, splits.json, checkpoints/, log.csv, tensorboard/."""
+    from duetseg.config import load_config
+    from duetseg.training import train
+
+    overrides = list(set_ or [])
+    if resume and config is None and (out / "config.yaml").exists():
+        config = str(out / "config.yaml")
+    pairs = {"cache": cache, "method.name": method, "splits.labeled": labeled,
+             "train.max_iterations": iterations, "train.seed": seed, "splits.seed": seed,
+             "train.device": device}
+    if splits_dir is not None:
+        for part in ("train", "val", "test"):
+            pairs[f"splits.{part}_list"] = splits_dir / f"{part}.txt"
+    overrides = [f"{k}={v}" for k, v in pairs.items() if v is not None] + overrides
+    cfg = load_config(config or "cpu_small", overrides)
+    result = train(cfg, out, resume=resume, progress=not quiet)
+    typer.echo(f"trained to iteration {result.iteration}; best val {result.best_metric:.2f} "
+               f"at {result.best_iteration}; run dir {result.run_dir}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    split: Annotated[str, typer.Option(help="train | val | test")] = "test",
+    checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
+    device: Annotated[str, typer.Option()] = "auto",
+    all_outputs: Annotated[bool, typer.Option(help="also save each branch's masks")] = False,
+) -> None:
+    """Predict a split, write NIfTI in the original geometry, metrics.csv and summary.json."""
+    from duetseg.workflows.evaluate import evaluate_run
+
+    evaluate_run(run_dir, split, checkpoint, device, save_all_outputs=all_outputs)
+
+
+@app.command("evaluate-folder")
+def evaluate_folder_cmd(
+    pred: Annotated[Path, typer.Option(help="folder of <case>.nii.gz predictions")],
+    ref: Annotated[Path, typer.Option(help="folder of <case>.nii.gz references")],
+    out: Annotated[Path, typer.Option(help="where metrics.csv and summary.json go")],
+) -> None:
+    """Score any folder of NIfTI predictions against references (Dice, ASD, ASSD, HD95)."""
+    from duetseg.evaluation.folder import evaluate_folder
+    from duetseg.evaluation.summary import format_table
+
+    typer.echo(format_table(evaluate_folder(pred, ref, out)))
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Option(help="trained run directory")],
+    input_path: Annotated[Path, typer.Option("--input", help="folder or CSV of new cases")],
+    out: Annotated[Path, typer.Option(help="output folder for <case>.nii.gz")],
+    checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
+    device: Annotated[str, typer.Option()] = "auto",
+    tta: Annotated[bool, typer.Option(help="flip test-time augmentation")] = False,
+) -> None:
+    """Segment new cases; masks keep each input's shape and affine."""
+    from duetseg.workflows.predict import predict_folder
+
+    paths = predict_folder(run, input_path, out, checkpoint, device, tta_flip=tta)
+    typer.echo(f"wrote {len(paths)} masks to {out} (and disagreement.csv)")
+
+
+@app.command()
+def methods() -> None:
+    """List the registered training methods."""
+    from duetseg.methods import available_methods
+
+    for name, description in available_methods().items():
+        typer.echo(f"{name:<14} {description}")
+
+
+@app.command()
+def presets() -> None:
+    """List the built-in configuration presets."""
+    from duetseg.config import PRESET_DIR, list_presets
+
+    for name in list_presets():
+        first = (PRESET_DIR / f"{name}.yaml").read_text().splitlines()[0].lstrip("# ")
+        typer.echo(f"{name:<12} {first}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/demo"),
+    set_: Annotated[list[str] | None, typer.Option("--set", help="config override")] = None,
+) -> None:
+    """Whole pipeline on a built-in synthetic two-modality dataset (a few minutes on a CPU)."""
+    from duetseg.workflows.demo import run_demo
+
+    run_demo(out, overrides=list(set_ or []))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: clear one-line errors for expected failures."""
+    args = _expand_multi_value(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=args, prog_name="duetseg", standalone_mode=False)
+    except DuetsegError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise SystemExit(1) from None
+    except ValidationError as exc:
+        typer.secho(f"error: invalid settings:\n{exc}", fg="red", err=True)
+        raise SystemExit(1) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise

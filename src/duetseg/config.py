@@ -136,6 +136,9 @@ class TrainConfig(StrictModel):
     device: str = "auto"
     flip: bool = True
     rot90: bool = True
+    # Probability that a labelled crop is centred on foreground (nnU-Net-style oversampling;
+    # 0 = plain random crops as in the paper's protocol).
+    foreground_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     deterministic: bool = True
 
 

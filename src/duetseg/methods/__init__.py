@@ -1,0 +1,13 @@
+"""Training objectives, one module each, looked up by name through the registry."""
+
+from duetseg.methods.base import Method, MethodContext, sigmoid_rampup
+from duetseg.methods.registry import available_methods, build_method, get_method_class
+
+__all__ = [
+    "Method",
+    "MethodContext",
+    "sigmoid_rampup",
+    "available_methods",
+    "build_method",
+    "get_method_class",
+]

@@ -1,0 +1,46 @@
+"""Shared helpers for benchmark scripts: machine description and BENCHMARKS.md appends."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+__all__ = ["REPO", "SHARED_DATA", "machine", "append_benchmark", "require_shared_data"]
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def machine() -> str:
+    """One line describing the machine and torch build."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def require_shared_data(sub: str) -> Path:
+    """Return ``../shared/data/<sub>`` or exit with a clear message when it is absent."""
+    path = SHARED_DATA / sub
+    if not path.exists():
+        sys.exit(f"benchmark needs real data at {path} (see ../shared/data/README.md); absent here")
+    return path
+
+
+def append_benchmark(title: str, command: str, table: str, notes: str = "") -> None:
+    """Append a section to BENCHMARKS.md with command, machine and date."""
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    section = (f"\n## {title}\n\n- command: `{command}`\n- machine: {machine()}\n"
+               f"- date: {date}\n\n{table}\n")
+    if notes:
+        section += f"\n{notes}\n"
+    path = REPO / "BENCHMARKS.md"
+    if not path.exists():
+        path.write_text("# Benchmarks\n\nMeasured figures only; each section says how.\n")
+    with path.open("a") as fh:
+        fh.write(section)
+    print(section)

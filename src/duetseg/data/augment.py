@@ -1,0 +1,134 @@
+"""Random crops and geometric augmentation applied identically to all modalities and the label.
+
+Arrays: image ``(C, X, Y, Z)``, label ``(X, Y, Z)``. Crops read only the crop window, so
+memory-mapped volumes are never loaded whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["crop_window", "random_crop", "random_flip_rot", "foreground_coords"]
+
+
+def foreground_coords(label: np.ndarray, max_points: int = 20000) -> np.ndarray:
+    """Coordinates (N, 3) of foreground voxels, deterministically thinned to ``max_points``.
+
+    Args:
+        label: label volume (X, Y, Z).
+        max_points: keep at most about this many (every k-th voxel in C order).
+
+    Returns:
+        int32 array of voxel coordinates (possibly empty).
+    """
+    coords = np.argwhere(np.asarray(label) > 0)
+    if len(coords) > max_points:
+        coords = coords[:: -(-len(coords) // max_points)]
+    return coords.astype(np.int32)
+
+
+def crop_window(shape: Sequence[int], crop_size: Sequence[int],
+                start: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Source and destination slices of a crop, zero-padding axes smaller than the crop.
+
+    An axis shorter than the crop is taken whole and centred in the output (symmetric
+    padding); otherwise ``start`` picks the window.
+
+    Args:
+        shape: spatial shape of the volume.
+        crop_size: spatial crop size.
+        start: crop start per axis (ignored on padded axes).
+
+    Returns:
+        ``(source slices, destination slices)``.
+    """
+    src, dst = [], []
+    for n, c, s in zip(shape, crop_size, start, strict=True):
+        if n <= c:
+            before = (c - n) // 2
+            src.append(slice(0, n))
+            dst.append(slice(before, before + n))
+        else:
+            s = int(np.clip(s, 0, n - c))
+            src.append(slice(s, s + c))
+            dst.append(slice(0, c))
+    return tuple(src), tuple(dst)
+
+
+def random_crop(image: np.ndarray, label: np.ndarray | None, crop_size: Sequence[int],
+                rng: np.random.Generator, foreground_prob: float = 0.0,
+                fg_coords: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random crop of an image and its label (zero-padding first when too small).
+
+    Args:
+        image: (C, X, Y, Z) array, possibly a memory map (only the window is read).
+        label: (X, Y, Z) array or None (unlabelled).
+        crop_size: (cx, cy, cz).
+        rng: random generator.
+        foreground_prob: with this probability (labelled crops only) the crop is centred on
+            a random foreground voxel (clipped to the volume), else uniform.
+        fg_coords: precomputed :func:`foreground_coords` of ``label`` (computed if None).
+
+    Returns:
+        ``(image crop (C, cx, cy, cz) float32, label crop (cx, cy, cz) uint8 or None)``.
+
+    Raises:
+        ValueError: crop_size is not three positive integers, the image is not 4-D or the
+            label shape differs.
+    """
+    crop = tuple(int(c) for c in crop_size)
+    if len(crop) != 3 or min(crop) <= 0:
+        raise ValueError(f"crop_size must be three positive integers, got {crop_size}")
+    if image.ndim != 4:
+        raise ValueError(f"image must be (C, X, Y, Z), got shape {image.shape}")
+    shape = image.shape[1:]
+    if label is not None and tuple(label.shape) != tuple(shape):
+        raise ValueError(f"label shape {label.shape} does not match image shape {shape}")
+    start = [int(rng.integers(0, max(n - c, 0) + 1)) for n, c in zip(shape, crop, strict=True)]
+    if label is not None and foreground_prob > 0 and rng.random() < foreground_prob:
+        coords = foreground_coords(label) if fg_coords is None else fg_coords
+        if len(coords):
+            centre = coords[int(rng.integers(len(coords)))]
+            start = [int(v) - c // 2 for v, c in zip(centre, crop, strict=True)]
+    src, dst = crop_window(shape, crop, start)
+    img = np.zeros((image.shape[0], *crop), dtype=np.float32)
+    img[(slice(None), *dst)] = image[(slice(None), *src)]
+    lab = None
+    if label is not None:
+        lab = np.zeros(crop, dtype=np.uint8)
+        lab[dst] = label[src]
+    return img, lab
+
+
+def random_flip_rot(image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator,
+                    flip: bool = True, rot90: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Random k*90 degree rotation in the (x, y) plane and a flip along one random axis.
+
+    The same transform is applied to every modality and to the label. The rotation is only
+    applied when X == Y (it would change the crop shape otherwise).
+
+    Args:
+        image: (C, X, Y, Z).
+        label: (X, Y, Z) or None.
+        rng: random generator.
+        flip: flip along one random spatial axis.
+        rot90: rotate by a random multiple of 90 degrees in (x, y).
+
+    Returns:
+        ``(image, label)`` as contiguous arrays.
+    """
+    if rot90:
+        k = int(rng.integers(0, 4))
+        if image.shape[1] == image.shape[2] and k:
+            image = np.rot90(image, k, axes=(1, 2))
+            label = None if label is None else np.rot90(label, k, axes=(0, 1))
+    if flip:
+        axis = int(rng.integers(0, 3))
+        image = np.flip(image, axis=axis + 1)
+        label = None if label is None else np.flip(label, axis=axis)
+    image = np.ascontiguousarray(image)
+    label = None if label is None else np.ascontiguousarray(label)
+    return image, label

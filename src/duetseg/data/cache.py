@@ -1,0 +1,294 @@
+"""The preprocessed-case cache: build it (``prepare_dataset``) and read it (``Cache``).
+
+Layout::
+
+    CACHE/dataset.json      format_version, fingerprint, settings, modalities, num_classes,
+                            cases [{case, labelled}], source
+    CACHE/<case>.npy        (C, X, Y, Z) float32
+    CACHE/<case>_seg.npy    (X, Y, Z) uint8, labelled cases only
+    CACHE/<case>.json       properties (see duetseg.data.preprocess) + "fingerprint"
+
+Every file is written atomically and ``<case>.json`` last, so a case whose json exists with
+the current fingerprint and the same source files is complete; a re-run skips it. A cache
+made with other settings or from another source is rebuilt, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from duetseg.atomic import save_json, save_npy
+from duetseg.config import PrepareConfig
+from duetseg.data.discovery import CaseSpec, discover_cases
+from duetseg.data.geometry import load_original, spacing_of
+from duetseg.data.preprocess import map_labels, preprocess_case
+from duetseg.errors import ConfigError, DuetsegError, InputError
+
+__all__ = ["FORMAT_VERSION", "fingerprint", "prepare_dataset", "Cache", "load_original_label"]
+
+FORMAT_VERSION = 1
+
+
+def fingerprint(cfg: PrepareConfig) -> str:
+    """SHA-256 of the canonical JSON of the settings that change the cached data.
+
+    ``layout`` is left out: it only says how to find the files, not what is computed.
+    """
+    settings = cfg.model_dump(mode="json")
+    settings.pop("layout", None)
+    text = json.dumps({"format_version": FORMAT_VERSION, "settings": settings},
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _case_files(out: Path, case: str) -> list[Path]:
+    return [out / f"{case}.npy", out / f"{case}_seg.npy", out / f"{case}.json"]
+
+
+def _is_complete(out: Path, spec: CaseSpec, fp: str) -> bool:
+    try:
+        props = json.loads((out / f"{spec.case}.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    label = None if spec.label is None else str(spec.label)
+    return (props.get("fingerprint") == fp
+            and props.get("source_files") == {m: str(p) for m, p in spec.images.items()}
+            and props.get("label_file") == label
+            and (out / f"{spec.case}.npy").exists()
+            and (label is None or (out / f"{spec.case}_seg.npy").exists()))
+
+
+def _prepare_one(spec: CaseSpec, cfg: PrepareConfig, out: Path, fp: str) -> tuple[str, bool]:
+    """Preprocess one case and write its files (json last). Runs in a worker process."""
+    (out / f"{spec.case}.json").unlink(missing_ok=True)
+    try:
+        result = preprocess_case(spec, cfg)
+    except DuetsegError:
+        raise
+    except Exception as exc:  # surface any failure with the case name
+        raise InputError(f"preprocessing failed: {type(exc).__name__}: {exc}",
+                         case=spec.case) from exc
+    save_npy(result.image, out / f"{spec.case}.npy")
+    seg = out / f"{spec.case}_seg.npy"
+    if result.label is not None:
+        save_npy(result.label, seg)
+    else:
+        seg.unlink(missing_ok=True)
+    save_json({**result.properties, "fingerprint": fp}, out / f"{spec.case}.json")
+    return spec.case, result.label is not None
+
+
+def _reset_if_stale(out: Path, fp: str, source: str) -> None:
+    """Remove a cache made with other settings or from another source (and say so)."""
+    meta_path = out / "dataset.json"
+    if not meta_path.exists():
+        return
+    try:
+        old = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    if old.get("fingerprint") == fp and old.get("source") == source:
+        return
+    why = "settings changed" if old.get("fingerprint") != fp else f"source was {old.get('source')}"
+    print(f"duetseg prepare: cache {out} was made differently ({why}); rebuilding it",
+          file=sys.stderr)
+    if "format_version" in old:
+        for entry in old.get("cases", []):
+            for path in _case_files(out, str(entry.get("case"))):
+                path.unlink(missing_ok=True)
+    meta_path.unlink()
+
+
+def _run(todo: list[CaseSpec], cfg: PrepareConfig, out: Path, fp: str, num_workers: int,
+         progress: bool) -> None:
+    bar = tqdm(total=len(todo), desc="prepare", unit="case", disable=not progress or not todo)
+    try:
+        if num_workers <= 1 or len(todo) <= 1:
+            for spec in todo:
+                _prepare_one(spec, cfg, out, fp)
+                bar.update()
+            return
+        # fork: workers only run numpy/scipy/nibabel, and fork works from any __main__
+        # (stdin, notebooks); spawn elsewhere.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        with ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_prepare_one, s, cfg, out, fp) for s in todo]
+            for fut in as_completed(futures):
+                exc = fut.exception()
+                if exc is not None:
+                    for other in futures:
+                        other.cancel()
+                    if isinstance(exc, BrokenProcessPool):
+                        raise DuetsegError(f"a prepare worker died ({exc}); out of memory? "
+                                           "try fewer workers") from exc
+                    raise exc
+                bar.update()
+    finally:
+        bar.close()
+
+
+def prepare_dataset(input_path: Path, out: Path, cfg: PrepareConfig, num_workers: int = 2,
+                    progress: bool = True) -> Cache:
+    """Preprocess every case of a dataset into a cache folder.
+
+    Args:
+        input_path: dataset folder or CSV manifest (layout ``cfg.layout``).
+        out: cache folder (created if needed).
+        cfg: preparation settings.
+        num_workers: worker processes (1 = in this process).
+        progress: show a progress bar.
+
+    Returns:
+        The finished cache.
+
+    Raises:
+        InputError: bad input (the first failing case stops the run).
+    """
+    input_path, out = Path(input_path), Path(out)
+    specs = discover_cases(input_path, cfg.modalities, cfg.layout)
+    specs = [CaseSpec(s.case, {m: p.resolve() for m, p in s.images.items()},
+                      None if s.label is None else s.label.resolve()) for s in specs]
+    out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".tmp-*"):
+        tmp.unlink(missing_ok=True)
+    fp, source = fingerprint(cfg), str(input_path.resolve())
+    _reset_if_stale(out, fp, source)
+    todo = [s for s in specs if not _is_complete(out, s, fp)]
+    if progress and len(todo) < len(specs):
+        print(f"duetseg prepare: {len(specs) - len(todo)} cases already cached, "
+              f"{len(todo)} to do", file=sys.stderr)
+    _run(todo, cfg, out, fp, num_workers, progress)
+    save_json({
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fp,
+        "settings": cfg.model_dump(mode="json"),
+        "modalities": list(cfg.modalities),
+        "num_classes": cfg.num_classes,
+        "cases": [{"case": s.case, "labelled": s.label is not None} for s in specs],
+        "source": source,
+    }, out / "dataset.json")
+    return Cache(out)
+
+
+class Cache:
+    """Read access to a prepared cache.
+
+    Args:
+        root: the cache folder.
+
+    Raises:
+        ConfigError: no (or an incompatible) ``dataset.json``.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        meta_path = self.root / "dataset.json"
+        if not meta_path.exists():
+            raise ConfigError(f"{self.root} is not a prepared cache (no dataset.json); "
+                              f"run 'duetseg prepare' first")
+        try:
+            self._meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{meta_path}: unreadable ({exc})") from exc
+        if self._meta.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(f"{meta_path}: cache format {self._meta.get('format_version')} "
+                              f"!= {FORMAT_VERSION}; prepare again")
+        self.settings = PrepareConfig.model_validate(self._meta["settings"])
+        self._labelled = {c["case"]: bool(c["labelled"]) for c in self._meta["cases"]}
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r}, {len(self.cases)} cases)"
+
+    def __len__(self) -> int:
+        return len(self._labelled)
+
+    @property
+    def cases(self) -> list[str]:
+        """All case names, sorted."""
+        return sorted(self._labelled)
+
+    @property
+    def labelled_cases(self) -> list[str]:
+        """Names of the labelled cases, sorted."""
+        return [c for c in self.cases if self._labelled[c]]
+
+    @property
+    def modalities(self) -> list[str]:
+        """Modality names in channel order."""
+        return list(self._meta["modalities"])
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label classes."""
+        return int(self._meta["num_classes"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the settings the cache was made with."""
+        return str(self._meta["fingerprint"])
+
+    @property
+    def source(self) -> str:
+        """The dataset the cache was made from."""
+        return str(self._meta["source"])
+
+    def _check(self, case: str) -> None:
+        if case not in self._labelled:
+            raise KeyError(f"case {case!r} is not in cache {self.root}")
+
+    def image_path(self, case: str) -> Path:
+        """Path of ``<case>.npy``."""
+        self._check(case)
+        return self.root / f"{case}.npy"
+
+    def label_path(self, case: str) -> Path:
+        """Path of ``<case>_seg.npy``; KeyError for an unlabelled case."""
+        self._check(case)
+        if not self._labelled[case]:
+            raise KeyError(f"case {case!r} is unlabelled")
+        return self.root / f"{case}_seg.npy"
+
+    def load_image(self, case: str, mmap: bool = True) -> np.ndarray:
+        """(C, X, Y, Z) float32 image, memory-mapped read-only by default."""
+        return np.load(self.image_path(case), mmap_mode="r" if mmap else None)
+
+    def load_label(self, case: str, mmap: bool = True) -> np.ndarray:
+        """(X, Y, Z) uint8 label, memory-mapped read-only by default."""
+        return np.load(self.label_path(case), mmap_mode="r" if mmap else None)
+
+    def properties(self, case: str) -> dict:
+        """The case's properties (geometry and provenance)."""
+        self._check(case)
+        return json.loads((self.root / f"{case}.json").read_text())
+
+
+def load_original_label(path: Path, cfg: PrepareConfig,
+                        case: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Load a reference label as stored (no reorientation) and map it to classes.
+
+    Args:
+        path: label NIfTI file.
+        cfg: settings giving ``label_mapping`` and ``num_classes``.
+        case: case name (errors).
+
+    Returns:
+        The uint8 class map in the file's own orientation and its voxel spacing (mm) along
+        the file's array axes.
+
+    Raises:
+        InputError: unreadable file, not 3D, non-finite or unknown label values.
+    """
+    img = load_original(Path(path), case, is_label=True)
+    label = map_labels(np.asanyarray(img.dataobj), cfg.label_mapping, cfg.num_classes, case,
+                       path)
+    return label, spacing_of(img.affine)

@@ -1,0 +1,249 @@
+"""Find the cases of a dataset in one of three layouts: BraTS folders, nnU-Net raw, CSV.
+
+Every layout yields the same thing: a sorted list of :class:`CaseSpec`, one per case, with
+one image file per requested modality (in the requested order) and an optional label file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from duetseg.errors import InputError
+
+__all__ = ["CaseSpec", "detect_layout", "discover_cases", "LAYOUTS"]
+
+LAYOUTS = ("brats", "nnunet", "csv")
+_NIFTI_RE = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
+_NNUNET_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """The files of one case.
+
+    Attributes:
+        case: case identifier.
+        images: modality name -> image file, in the requested modality order.
+        label: label file, or None for an unlabelled case.
+    """
+
+    case: str
+    images: dict[str, Path]
+    label: Path | None
+
+
+def _nifti_stem(name: str) -> str | None:
+    match = _NIFTI_RE.match(name)
+    return match.group("stem") if match else None
+
+
+def _brats_files(folder: Path) -> dict[str, list[Path]]:
+    """Map lower-case suffix (after ``<case>_``) to the NIfTI files of one BraTS folder."""
+    prefix = folder.name.lower() + "_"
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        stem = _nifti_stem(path.name)
+        if path.is_file() and stem and stem.lower().startswith(prefix):
+            found.setdefault(stem[len(prefix):].lower(), []).append(path)
+    return found
+
+
+def detect_layout(root: Path) -> str:
+    """Guess the layout of ``root``.
+
+    Args:
+        root: a CSV manifest, an nnU-Net raw dataset folder or a BraTS-style folder.
+
+    Returns:
+        ``"csv"``, ``"nnunet"`` or ``"brats"``.
+
+    Raises:
+        InputError: the path does not exist or matches no layout.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputError("input path does not exist", file=root)
+    if root.is_file():
+        if root.suffix.lower() == ".csv":
+            return "csv"
+        raise InputError("a file input must be a .csv manifest", file=root)
+    if (root / "imagesTr").is_dir() or (root / "imagesTs").is_dir():
+        return "nnunet"
+    for sub in root.iterdir():
+        if sub.is_dir() and not sub.name.startswith(".") and _brats_files(sub):
+            return "brats"
+    raise InputError(
+        "unknown dataset layout: expected a .csv manifest, a folder with imagesTr/ (nnU-Net) "
+        "or a folder of case folders holding <case>_<modality>.nii.gz (BraTS)",
+        file=root,
+    )
+
+
+def _single(paths: list[Path], case: str, what: str) -> Path:
+    if len(paths) > 1:
+        raise InputError(f"several files for {what}: {[p.name for p in paths]}", case=case,
+                         file=paths[0])
+    return paths[0]
+
+
+def _discover_brats(root: Path, modalities: list[str]) -> list[CaseSpec]:
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    indexed = [(f, _brats_files(f)) for f in folders]
+    indexed = [(f, files) for f, files in indexed if files]
+    available = sorted({k for _, files in indexed for k in files} - {"seg"})
+    for mod in modalities:
+        if indexed and all(mod.lower() not in files for _, files in indexed):
+            raise InputError(f"requested modality {mod!r} not present in any case; "
+                             f"available: {available}", file=root)
+    specs = []
+    for folder, files in indexed:
+        case = folder.name
+        images = {}
+        for mod in modalities:
+            if mod.lower() not in files:
+                raise InputError(f"missing modality {mod!r}", case=case,
+                                 file=folder / f"{case}_{mod}.nii.gz")
+            images[mod] = _single(files[mod.lower()], case, f"modality {mod!r}")
+        label = _single(files["seg"], case, "the label") if "seg" in files else None
+        specs.append(CaseSpec(case, images, label))
+    return specs
+
+
+def _nnunet_channels(root: Path, modalities: list[str]) -> dict[str, int]:
+    """Map each requested modality to its nnU-Net channel index."""
+    names: dict[int, str] = {}
+    meta_path = root / "dataset.json"
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, OSError) as exc:
+            raise InputError(f"unreadable dataset.json: {exc}", file=meta_path) from exc
+        raw = meta.get("channel_names") or meta.get("modality") or {}
+        names = {int(k): str(v) for k, v in raw.items()}
+    lookup = {v.lower(): k for k, v in names.items()}
+    channels = {}
+    for mod in modalities:
+        if mod.lower() in lookup:
+            channels[mod] = lookup[mod.lower()]
+        elif mod.isdigit():
+            channels[mod] = int(mod)
+        else:
+            raise InputError(f"requested modality {mod!r} not present; channel_names: "
+                             f"{names or '(no dataset.json: give channel indices like 0000)'}",
+                             file=meta_path)
+    return channels
+
+
+def _discover_nnunet(root: Path, modalities: list[str]) -> list[CaseSpec]:
+    split = "Tr" if (root / "imagesTr").is_dir() else "Ts"
+    image_dir, label_dir = root / f"images{split}", root / f"labels{split}"
+    channels = _nnunet_channels(root, modalities)
+    files: dict[str, dict[int, list[Path]]] = {}
+    for path in sorted(image_dir.iterdir()):
+        match = _NNUNET_RE.match(path.name)
+        if match and path.is_file():
+            per_case = files.setdefault(match.group("case"), {})
+            per_case.setdefault(int(match.group("channel")), []).append(path)
+    present = {ch for per_case in files.values() for ch in per_case}
+    for mod, ch in channels.items():
+        if files and ch not in present:
+            raise InputError(f"requested modality {mod!r} (channel {ch:04d}) not present in "
+                             f"any case", file=image_dir)
+    specs = []
+    for case, per_case in sorted(files.items()):
+        images = {}
+        for mod, ch in channels.items():
+            if ch not in per_case:
+                raise InputError(f"missing modality {mod!r} (channel {ch:04d})", case=case,
+                                 file=image_dir / f"{case}_{ch:04d}.nii.gz")
+            images[mod] = _single(per_case[ch], case, f"channel {ch:04d}")
+        labels = [label_dir / f"{case}{ext}" for ext in (".nii.gz", ".nii")]
+        labels = [p for p in labels if p.is_file()]
+        specs.append(CaseSpec(case, images, _single(labels, case, "the label") if labels
+                              else None))
+    return specs
+
+
+def _discover_csv(path: Path, modalities: list[str]) -> list[CaseSpec]:
+    base = path.parent
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
+                    for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"unreadable CSV manifest: {exc}", file=path) from exc
+    columns = {h.lower(): h for h in header}
+    if "case" not in columns:
+        raise InputError(f"CSV manifest needs a 'case' column; columns: {header}", file=path)
+    for mod in modalities:
+        if mod.lower() not in columns:
+            raise InputError(f"requested modality {mod!r} not present; columns: {header}",
+                             file=path)
+    label_col = columns.get("label")
+    specs: dict[str, CaseSpec] = {}
+    for row in rows:
+        case = row.get(columns["case"], "")
+        if not case:
+            continue
+        if case in specs:
+            raise InputError("duplicate case name in CSV manifest", case=case, file=path)
+        images = {}
+        for mod in modalities:
+            cell = row.get(columns[mod.lower()], "")
+            if not cell:
+                raise InputError(f"empty cell for modality {mod!r}", case=case, file=path)
+            images[mod] = base / cell if not Path(cell).is_absolute() else Path(cell)
+        cell = row.get(label_col, "") if label_col else ""
+        label = (base / cell if not Path(cell).is_absolute() else Path(cell)) if cell else None
+        specs[case] = CaseSpec(case, images, label)
+    return [specs[c] for c in sorted(specs)]
+
+
+def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
+                   require_labels: bool = False) -> list[CaseSpec]:
+    """List the cases of a dataset.
+
+    Args:
+        root: dataset folder or CSV manifest.
+        modalities: requested modality names (matched case-insensitively; nnU-Net also
+            accepts channel indices such as ``"0000"``).
+        layout: ``"auto"``, ``"brats"``, ``"nnunet"`` or ``"csv"``.
+        require_labels: if True, every case must have a label.
+
+    Returns:
+        Case specifications sorted by case name.
+
+    Raises:
+        InputError: unknown layout, requested modality absent, missing modality or label
+            file, duplicate case names or an empty dataset.
+    """
+    root = Path(root)
+    if layout == "auto":
+        layout = detect_layout(root)
+    elif layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}; choose one of {LAYOUTS}", file=root)
+    if not root.exists():
+        raise InputError("input path does not exist", file=root)
+    if len({m.lower() for m in modalities}) != len(modalities):
+        raise InputError(f"modalities must be distinct: {modalities}")
+    if layout == "brats":
+        specs = _discover_brats(root, modalities)
+    elif layout == "nnunet":
+        specs = _discover_nnunet(root, modalities)
+    else:
+        specs = _discover_csv(root, modalities)
+    if not specs:
+        raise InputError(f"empty dataset: no cases found (layout {layout!r})", file=root)
+    for spec in specs:
+        for path in [*spec.images.values(), *([spec.label] if spec.label else [])]:
+            if not path.is_file():
+                raise InputError("file not found", case=spec.case, file=path)
+        if require_labels and spec.label is None:
+            raise InputError("label required but missing", case=spec.case)
+    return sorted(specs, key=lambda s: s.case)

@@ -1,0 +1,209 @@
+"""Two-stream batch sampling: every batch holds labelled crops first, then unlabelled ones.
+
+A batch is a pure function of ``(seed, iteration)``:
+
+* labelled slot ``j`` of iteration ``t`` takes position ``g = t * labeled_bs + j`` in an
+  endless walk over successive permutations of the labelled cases (permutation ``p`` is
+  drawn from ``default_rng([seed, 0, p])``, ``p = g // n_labelled``), so each pass covers
+  every labelled case once;
+* unlabelled slots walk endless permutations of the unlabelled cases the same way
+  (``default_rng([seed, 2, p])``); with no unlabelled cases they walk the labelled ones;
+* crop and augmentation of slot ``k`` come from ``default_rng([seed, 1, iteration, k])``.
+
+A run resumed at iteration ``t`` therefore sees exactly the batches it would have seen,
+whatever the number of DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from duetseg.data.augment import foreground_coords, random_crop, random_flip_rot
+from duetseg.errors import ConfigError, InputError
+
+__all__ = ["TwoStreamBatches", "make_loader"]
+
+_LABELLED_STREAM = 0
+_CROP_STREAM = 1
+_UNLABELLED_STREAM = 2
+
+
+class TwoStreamBatches(Dataset):
+    """Whole training batches indexed by iteration, read from a prepared cache.
+
+    Args:
+        cache_root: cache folder holding ``<case>.npy`` (C, X, Y, Z) and ``<case>_seg.npy``.
+        labeled: labelled training cases.
+        unlabeled: unlabelled training cases (may be empty).
+        crop_size: (cx, cy, cz).
+        batch_size: crops per batch.
+        labeled_bs: labelled crops per batch (the first ones).
+        seed: sampling seed.
+        flip: random flip along one axis.
+        rot90: random 90 degree rotations in (x, y) (square crops only).
+        foreground_prob: probability that a labelled crop is centred on foreground.
+
+    Raises:
+        ConfigError: inconsistent batch sizes, no labelled cases or a bad crop size.
+        InputError: a cache file is missing.
+    """
+
+    def __init__(self, cache_root: Path, labeled: list[str], unlabeled: list[str],
+                 crop_size: Any, batch_size: int, labeled_bs: int, seed: int,
+                 flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0):
+        self.cache_root = Path(cache_root)
+        self.labeled = list(labeled)
+        self.unlabeled = list(unlabeled)
+        self.crop_size = tuple(int(c) for c in crop_size)
+        self.batch_size = int(batch_size)
+        self.labeled_bs = int(labeled_bs)
+        self.seed = int(seed)
+        self.flip, self.rot90 = bool(flip), bool(rot90)
+        self.foreground_prob = float(foreground_prob)
+        if not self.labeled:
+            raise ConfigError("two-stream sampling needs at least one labelled case")
+        if not 1 <= self.labeled_bs <= self.batch_size:
+            raise ConfigError(f"labeled_bs ({labeled_bs}) must be between 1 and batch_size "
+                              f"({batch_size})")
+        if len(self.crop_size) != 3 or min(self.crop_size) <= 0:
+            raise ConfigError(f"crop_size must be three positive integers, got {crop_size}")
+        if not 0.0 <= self.foreground_prob <= 1.0:
+            raise ConfigError(f"foreground_prob must be in [0, 1], got {foreground_prob}")
+        for case in self.labeled + self.unlabeled:
+            if not (self.cache_root / f"{case}.npy").is_file():
+                raise InputError("image missing from the cache", case=case,
+                                 file=self.cache_root / f"{case}.npy")
+        for case in self.labeled:
+            if not (self.cache_root / f"{case}_seg.npy").is_file():
+                raise InputError("labelled case has no label in the cache", case=case,
+                                 file=self.cache_root / f"{case}_seg.npy")
+        self._pid: int | None = None
+        self._handles: dict[str, np.ndarray] = {}
+        self._fg: dict[str, np.ndarray] = {}
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return 2**31 - 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_pid"], state["_handles"], state["_fg"] = None, {}, {}
+        return state
+
+    # -- case order ---------------------------------------------------------------------
+
+    def _permutation(self, stream: int, p: int, n: int) -> np.ndarray:
+        key = (stream, p)
+        perm = self._perms.get(key)
+        if perm is None:
+            if len(self._perms) > 64:
+                self._perms.clear()
+            perm = np.random.default_rng([self.seed, stream, p]).permutation(n)
+            self._perms[key] = perm
+        return perm
+
+    def _walk(self, cases: list[str], stream: int, position: int) -> str:
+        n = len(cases)
+        return cases[int(self._permutation(stream, position // n, n)[position % n])]
+
+    def cases_for(self, iteration: int) -> list[str]:
+        """The case of each slot of the batch of ``iteration`` (labelled slots first)."""
+        n_unl = self.batch_size - self.labeled_bs
+        out = [self._walk(self.labeled, _LABELLED_STREAM, iteration * self.labeled_bs + j)
+               for j in range(self.labeled_bs)]
+        pool = self.unlabeled or self.labeled
+        out += [self._walk(pool, _UNLABELLED_STREAM, iteration * n_unl + j)
+                for j in range(n_unl)]
+        return out
+
+    # -- data access --------------------------------------------------------------------
+
+    def _array(self, name: str) -> np.ndarray:
+        if self._pid != os.getpid():  # a forked worker must not reuse the parent's maps
+            self._pid, self._handles, self._fg = os.getpid(), {}, {}
+        arr = self._handles.get(name)
+        if arr is None:
+            arr = np.load(self.cache_root / f"{name}.npy", mmap_mode="r")
+            self._handles[name] = arr
+        return arr
+
+    def _fg_coords(self, case: str) -> np.ndarray:
+        coords = self._fg.get(case)
+        if coords is None:
+            coords = foreground_coords(self._array(f"{case}_seg"))
+            self._fg[case] = coords
+        return coords
+
+    def __getitem__(self, iteration: int) -> dict[str, Any]:
+        """The batch of ``iteration``.
+
+        Returns:
+            ``{"image": float32 (B, C, X, Y, Z), "label": int64 (labeled_bs, X, Y, Z),
+            "cases": [B case IDs]}``.
+        """
+        iteration = int(iteration)
+        if iteration < 0:
+            raise IndexError(f"iteration {iteration} is negative")
+        cases = self.cases_for(iteration)
+        images, labels = [], []
+        for slot, case in enumerate(cases):
+            rng = np.random.default_rng([self.seed, _CROP_STREAM, iteration, slot])
+            image = self._array(case)
+            if image.ndim != 4:
+                raise InputError(f"expected a (C, X, Y, Z) array, got shape {image.shape}",
+                                 case=case, file=self.cache_root / f"{case}.npy")
+            labelled = slot < self.labeled_bs
+            label = self._array(f"{case}_seg") if labelled else None
+            fg = (self._fg_coords(case)
+                  if labelled and self.foreground_prob > 0 else None)
+            img, lab = random_crop(image, label, self.crop_size, rng,
+                                   self.foreground_prob if labelled else 0.0, fg)
+            img, lab = random_flip_rot(img, lab, rng, self.flip, self.rot90)
+            images.append(img)
+            if lab is not None:
+                labels.append(lab)
+        channels = {im.shape[0] for im in images}
+        if len(channels) > 1:
+            raise InputError(f"cases in one batch have different channel counts {channels}: "
+                             f"{cases}")
+        return {"image": torch.from_numpy(np.stack(images)),
+                "label": torch.from_numpy(np.stack(labels).astype(np.int64)),
+                "cases": cases}
+
+
+def _seed_worker(seed: int, worker_id: int) -> None:
+    """Seed torch and numpy's global state per worker (batches do not depend on it)."""
+    s = (int(seed) * 1009 + worker_id) % 2**32
+    torch.manual_seed(s)
+    np.random.seed(s)
+
+
+def make_loader(dataset: TwoStreamBatches, start_iteration: int, max_iterations: int,
+                num_workers: int, seed: int) -> DataLoader:
+    """A DataLoader yielding the batches of iterations ``start_iteration .. max_iterations-1``.
+
+    Args:
+        dataset: the batch dataset (each item is a whole batch).
+        start_iteration: first iteration (a resumed run starts where it stopped).
+        max_iterations: one past the last iteration.
+        num_workers: worker processes (0: load in the main process).
+        seed: seeds each worker's global RNGs deterministically.
+
+    Returns:
+        The loader (batches in iteration order).
+    """
+    return DataLoader(dataset, batch_size=None,
+                      sampler=range(int(start_iteration), int(max_iterations)),
+                      num_workers=int(num_workers), pin_memory=False,
+                      persistent_workers=num_workers > 0,
+                      worker_init_fn=partial(_seed_worker, int(seed)),
+                      # Own generator: creating the iterator must not draw from the global
+                      # RNG, or a resumed run's dropout masks would differ from the original.
+                      generator=torch.Generator().manual_seed(int(seed)))

@@ -1,0 +1,119 @@
+"""The interface every training objective implements.
+
+A method is an ``nn.Module`` that owns its network(s) and turns a two-stream batch into
+named losses. The trainer only sees this interface: it never branches on a method's name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from duetseg.config import MethodConfig, ModelConfig, StrictModel
+from duetseg.errors import ConfigError
+
+__all__ = ["MethodContext", "Method", "sigmoid_rampup"]
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method needs to build itself.
+
+    Attributes:
+        modalities: modality names, in input-channel order.
+        num_classes: number of classes including background.
+        model: network settings.
+        method: objective settings.
+        max_iterations: length of training (for ramp-ups).
+    """
+
+    modalities: tuple[str, ...]
+    num_classes: int
+    model: ModelConfig
+    method: MethodConfig
+    max_iterations: int
+
+
+def sigmoid_rampup(iteration: int, length: float) -> float:
+    """``exp(-5 (1 - t/L)^2)`` ramp from ~0 to 1 over ``length`` iterations (1 if length <= 0)."""
+    if length <= 0:
+        return 1.0
+    t = min(max(iteration / length, 0.0), 1.0)
+    return float(torch.exp(torch.tensor(-5.0 * (1.0 - t) ** 2)))
+
+
+class Method(nn.Module, ABC):
+    """Base class of training objectives.
+
+    Subclasses set ``name`` and ``description``, optionally an ``Options`` pydantic model for
+    ``method.options`` and ``default_weight`` for the unsupervised loss weight.
+
+    Attributes:
+        uses_unlabeled: whether batches need unlabelled crops; when False the trainer feeds
+            ``labeled_bs`` labelled crops only.
+        primary_output: the output name used for validation and as the user's prediction.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    default_weight: ClassVar[float] = 1.0
+
+    class Options(StrictModel):
+        """Method-specific options (none by default)."""
+
+    def __init__(self, ctx: MethodContext):
+        super().__init__()
+        self.ctx = ctx
+        try:
+            self.options = self.Options.model_validate(ctx.method.options)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid options for method {self.name!r}:\n{exc}") from exc
+        weight = ctx.method.consistency_weight
+        self.weight = self.default_weight if weight is None else weight
+        self.uses_unlabeled = True
+        self.primary_output = "prediction"
+
+    @property
+    def num_modalities(self) -> int:
+        return len(self.ctx.modalities)
+
+    def unsup_weight(self, iteration: int) -> float:
+        """Unsupervised weight at ``iteration``: weight x ramp-up over rampup_fraction."""
+        length = self.ctx.method.rampup_fraction * self.ctx.max_iterations
+        return self.weight * sigmoid_rampup(iteration, length)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters the optimiser updates (teachers kept by EMA are excluded)."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    @abstractmethod
+    def training_losses(
+        self, image: torch.Tensor, label: torch.Tensor, iteration: int
+    ) -> dict[str, torch.Tensor]:
+        """Losses of one batch.
+
+        Args:
+            image: (B, K, X, Y, Z); the first ``label.shape[0]`` items are labelled.
+            label: (labeled_bs, X, Y, Z) class indices.
+            iteration: current iteration (0-based).
+
+        Returns:
+            Named scalar losses; ``"loss"`` is the total that is back-propagated.
+        """
+
+    def after_step(self, iteration: int) -> None:
+        """Hook after each optimiser step (e.g. an EMA teacher update)."""
+
+    @abstractmethod
+    def output_probabilities(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Softmax probabilities of every reported output for a (B, K, X, Y, Z) input."""
+
+    def describe_outputs(self) -> dict[str, Any]:
+        """What each output is (e.g. which modality a branch reads); stored in summaries."""
+        return {}

@@ -1,0 +1,37 @@
+"""Registry of training methods: name -> "module:Class". Adding a method is one line here."""
+
+from __future__ import annotations
+
+import importlib
+
+from duetseg.errors import ConfigError
+from duetseg.methods.base import Method, MethodContext
+
+__all__ = ["METHODS", "get_method_class", "build_method", "available_methods"]
+
+METHODS: dict[str, str] = {
+    "ours": "duetseg.methods.ours:Ours",
+    "supervised": "duetseg.methods.supervised:Supervised",
+}
+
+
+def get_method_class(name: str) -> type[Method]:
+    """Import and return the class registered as ``name``.
+
+    Raises:
+        ConfigError: unknown method name.
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
+    module, cls = METHODS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_method(ctx: MethodContext) -> Method:
+    """Instantiate the method named in ``ctx.method.name``."""
+    return get_method_class(ctx.method.name)(ctx)
+
+
+def available_methods() -> dict[str, str]:
+    """Name -> one-line description of every registered method."""
+    return {name: get_method_class(name).description for name in sorted(METHODS)}

@@ -1,0 +1,56 @@
+"""``supervised``: labelled crops only (lower bound; the upper bound with ``--labeled 100%``).
+
+By default the same DuetNet as ``ours`` without any unsupervised term. With
+``method.options.network: vnet`` a single VNet reads the modalities concatenated as input
+channels (the single-network bound used by the single-modality baselines).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from duetseg.config import StrictModel
+from duetseg.methods.losses import SupervisedLoss
+from duetseg.methods.ours import DualBranchMethod
+from duetseg.models import VNet
+
+__all__ = ["Supervised"]
+
+
+class Supervised(DualBranchMethod):
+    """Supervised CE + Dice on labelled crops; unlabelled data unused."""
+
+    name = "supervised"
+    description = "labelled crops only, same network (bounds: labelled-only / 100 % labels)"
+
+    class Options(StrictModel):
+        network: Literal["duetnet", "vnet"] = "duetnet"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.uses_unlabeled = False
+        if self.options.network == "vnet":
+            m = ctx.model
+            self.net = VNet(self.num_modalities, ctx.num_classes, m.base_width, m.dropout, m.norm)
+            self.primary_output = "prediction"
+        self.sup_loss = SupervisedLoss()
+
+    def _logits(self, image: torch.Tensor) -> list[torch.Tensor]:
+        out = self.net(image)
+        return out if isinstance(out, list) else [out]
+
+    def training_losses(self, image, label, iteration):
+        sup = self.supervised(self._logits(image), label)
+        return {"sup": sup, "loss": sup}
+
+    def output_probabilities(self, image):
+        if self.options.network == "vnet":
+            return {"prediction": torch.softmax(self.net(image), 1)}
+        return super().output_probabilities(image)
+
+    def describe_outputs(self):
+        if self.options.network == "vnet":
+            return {"prediction": "single VNet on concatenated modalities"}
+        return super().describe_outputs()

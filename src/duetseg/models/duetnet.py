@@ -1,0 +1,132 @@
+"""DuetNet: one VNet branch per modality, fused after every encoder stage.
+
+Branch ``m`` sees input channel ``m`` only and has its own encoder and decoder. After each of
+the four encoder stages the K branch features go through multi-modal fusion (MMF,
+:mod:`duetseg.models.fusion`); the fused tensors feed both the next stage and the skip of
+their branch. The K bottlenecks go through modality-aware enhancement (MAE,
+:mod:`duetseg.models.enhancement`), optionally the skips too, then each branch decodes to its
+own logits. The user-facing prediction is the mean of the branches' softmaxes
+(:func:`ensemble_probabilities`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from duetseg.config import ModelConfig
+from duetseg.models.blocks import check_spatial_size, init_weights
+from duetseg.models.enhancement import NoEnhancement, build_enhancement
+from duetseg.models.fusion import build_fusion
+from duetseg.models.vnet import NUM_STAGES, Decoder, Encoder
+
+__all__ = ["DuetNet", "ensemble_probabilities"]
+
+
+def ensemble_probabilities(logits_list: Sequence[Tensor]) -> Tensor:
+    """Mean of the per-branch softmax probabilities.
+
+    Args:
+        logits_list: logits tensors ``(B, num_classes, ...)`` of equal shape.
+
+    Returns:
+        Probabilities of the same shape, summing to one over dim 1.
+
+    Raises:
+        ValueError: empty input.
+    """
+    if len(logits_list) == 0:
+        raise ValueError("ensemble_probabilities needs at least one logits tensor")
+    return torch.stack([torch.softmax(t, dim=1) for t in logits_list]).mean(dim=0)
+
+
+class DuetNet(nn.Module):
+    """Multi-branch segmentation network with MMF and MAE.
+
+    Args:
+        in_modalities: number of modalities K (≥ 2), one branch each.
+        num_classes: output classes per branch.
+        cfg: model settings (``base_width``, ``fusion``, ``mae``, ``mae_softmax``,
+            ``mae_on_skips``, ``mae_reduction``, ``dropout``, ``norm``).
+
+    Raises:
+        ValueError: ``in_modalities < 2`` or an unsupported backbone.
+    """
+
+    def __init__(self, in_modalities: int, num_classes: int, cfg: ModelConfig | None = None):
+        super().__init__()
+        cfg = cfg if cfg is not None else ModelConfig()
+        if in_modalities < 2:
+            raise ValueError(f"DuetNet needs at least 2 modalities, got {in_modalities}")
+        if cfg.backbone != "vnet":
+            raise ValueError(f"unsupported backbone {cfg.backbone!r}")
+        self.num_modalities = in_modalities
+        self.num_classes = num_classes
+        self.cfg = cfg.model_copy()
+        k, norm = in_modalities, cfg.norm
+        self.encoders = nn.ModuleList(Encoder(1, cfg.base_width, norm) for _ in range(k))
+        channels = self.encoders[0].channels
+        self.fusions = nn.ModuleList(
+            build_fusion(cfg.fusion, channels[s], k, norm) for s in range(NUM_STAGES)
+        )
+
+        def mae(c: int) -> nn.Module:
+            return build_enhancement(cfg.mae, cfg.mae_softmax, c, k, cfg.mae_reduction, norm)
+
+        self.bottleneck_mae = mae(channels[-1])
+        self.skip_maes = nn.ModuleList(
+            mae(channels[s]) if cfg.mae_on_skips else NoEnhancement() for s in range(NUM_STAGES)
+        )
+        self.decoders = nn.ModuleList(
+            Decoder(num_classes, cfg.base_width, cfg.dropout, norm) for _ in range(k)
+        )
+        init_weights(self)
+
+    def encode(self, x: Tensor) -> tuple[list[list[Tensor]], list[Tensor]]:
+        """Run the fused encoders and the enhancement.
+
+        Args:
+            x: ``(B, K, X, Y, Z)``, spatial size divisible by 16.
+
+        Returns:
+            ``(skips, bottlenecks)``: ``skips[m]`` is branch m's four skip features (full → 1/8
+            resolution, after fusion and optional MAE), ``bottlenecks[m]`` its enhanced
+            bottleneck.
+
+        Raises:
+            ValueError: wrong input shape.
+        """
+        check_spatial_size(x, 2**NUM_STAGES, channels=[self.num_modalities])
+        features = [x[:, m : m + 1] for m in range(self.num_modalities)]
+        skips: list[list[Tensor]] = [[] for _ in range(self.num_modalities)]
+        for s in range(NUM_STAGES):
+            features = [enc.stage(s, f) for enc, f in zip(self.encoders, features, strict=True)]
+            features = self.fusions[s](features)
+            for branch, f in zip(skips, self.skip_maes[s](features), strict=True):
+                branch.append(f)
+        bottlenecks = [
+            enc.stage(NUM_STAGES, f) for enc, f in zip(self.encoders, features, strict=True)
+        ]
+        return skips, self.bottleneck_mae(bottlenecks)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Segment with every branch.
+
+        Args:
+            x: ``(B, K, X, Y, Z)``; channel m is modality m.
+
+        Returns:
+            K logits tensors ``(B, num_classes, X, Y, Z)``, one per branch.
+
+        Raises:
+            ValueError: wrong input shape.
+        """
+        skips, bottlenecks = self.encode(x)
+        return [dec(b, s) for dec, b, s in zip(self.decoders, bottlenecks, skips, strict=True)]
+
+    @staticmethod
+    def ensemble(logits_list: Sequence[Tensor]) -> Tensor:
+        """Mean of the branches' softmaxes (see :func:`ensemble_probabilities`)."""
+        return ensemble_probabilities(logits_list)

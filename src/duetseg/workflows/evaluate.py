@@ -1,0 +1,83 @@
+"""``duetseg evaluate``: predict a split, restore the original geometry, score every output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from duetseg.atomic import save_json
+from duetseg.data.cache import load_original_label
+from duetseg.data.geometry import restore_to_original, write_like_original
+from duetseg.data.splits import load_splits
+from duetseg.errors import ConfigError
+from duetseg.evaluation.metrics import multiclass_metrics
+from duetseg.evaluation.summary import format_table, summarize, write_metrics_csv
+from duetseg.inference import predict_volume
+from duetseg.workflows.loading import TrainedRun, load_trained_run
+
+__all__ = ["predict_probabilities", "evaluate_run"]
+
+
+def predict_probabilities(run: TrainedRun, image: np.ndarray, tta_flip: bool | None = None):
+    """Sliding-window probabilities of every output of ``run`` for a cached image."""
+    inf = run.cfg.inference
+    return predict_volume(
+        run.method.output_probabilities, image, run.roi_size, overlap=inf.overlap,
+        blend=inf.blend, sw_batch_size=inf.sw_batch_size, device=run.device,
+        tta_flip=inf.tta_flip if tta_flip is None else tta_flip,
+    )
+
+
+def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
+                 device: str = "auto", save_all_outputs: bool = False,
+                 progress: bool = True) -> dict:
+    """Evaluate a trained run on one split, in the original image geometry.
+
+    Writes ``eval/<split>/metrics.csv``, ``summary.json`` and ``predictions/<case>.nii.gz``
+    (the primary output; with ``save_all_outputs`` also ``predictions/<output>/``).
+
+    Returns:
+        The summary (also written to ``summary.json``).
+
+    Raises:
+        ConfigError: unknown split or a split without labelled cases.
+    """
+    run = load_trained_run(run_dir, checkpoint, device)
+    splits = load_splits(Path(run_dir) / "splits.json")
+    if split not in splits:
+        raise ConfigError(f"unknown split {split!r}; {run_dir}/splits.json has {sorted(splits)}")
+    cases = splits[split]
+    if not cases:
+        raise ConfigError(f"split {split!r} of {run_dir} is empty")
+    out = Path(run_dir) / "eval" / split
+    primary = run.method.primary_output
+    classes = list(range(1, run.cache.num_classes))
+    rows = []
+    for case in tqdm(cases, desc=f"evaluate {split}", disable=not progress):
+        props = run.cache.properties(case)
+        if not props.get("label_file"):
+            raise ConfigError(f"case {case!r} in split {split!r} has no reference label")
+        ref, spacing = load_original_label(Path(props["label_file"]), run.cache.settings, case)
+        probs = predict_probabilities(run, run.cache.load_image(case))
+        for name, p in probs.items():
+            pred = restore_to_original(p, props, is_label=False).argmax(0).astype(np.uint8)
+            if name == primary:
+                write_like_original(pred, props, out / "predictions" / f"{case}.nii.gz")
+            elif save_all_outputs:
+                write_like_original(pred, props, out / "predictions" / name / f"{case}.nii.gz")
+            for cls, values in multiclass_metrics(pred, ref, spacing, classes).items():
+                rows.append({"case": case, "output": name, "class": cls, **values})
+    write_metrics_csv(rows, out / "metrics.csv")
+    summary = {
+        "run": str(run_dir), "split": split, "checkpoint": run.checkpoint.name,
+        "method": run.cfg.method.name, "primary_output": primary,
+        "outputs": run.method.describe_outputs(), "n_cases": len(cases),
+        "asd_convention": "directed, prediction surface to reference surface (mm)",
+        "metrics": summarize(rows),
+    }
+    save_json(summary, out / "summary.json")
+    if progress:
+        print(format_table(summary["metrics"]))
+    return summary
