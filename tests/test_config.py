@@ -1,0 +1,58 @@
+"""Typed config: presets load, overrides apply, unknown keys are errors."""
+
+import pytest
+
+from duetseg.config import Config, list_presets, load_config
+from duetseg.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_validates(name):
+    cfg = load_config(name)
+    assert isinstance(cfg, Config)
+    assert all(s % 16 == 0 for s in cfg.train.crop_size)
+    assert cfg.train.labeled_bs <= cfg.train.batch_size
+
+
+def test_paper_preset_values():
+    cfg = load_config("brats19")
+    assert cfg.train.crop_size == (96, 96, 96)
+    assert (cfg.train.batch_size, cfg.train.labeled_bs) == (4, 2)
+    assert cfg.train.max_iterations == 60000 and cfg.train.lr == 0.01
+    assert cfg.method.consistency_weight == 1.0 and cfg.model.dropout == 0.5
+    assert load_config("npc_ct_mr").train.crop_size == (112, 112, 96)
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config("demo", ["train.max_iterations=7", "model.fusion=add",
+                               "train.crop_size=[16, 16, 32]", "splits.labeled=5%"])
+    assert cfg.train.max_iterations == 7
+    assert cfg.model.fusion == "add"
+    assert cfg.train.crop_size == (16, 16, 32)
+    assert cfg.splits.labeled == "5%"
+
+
+@pytest.mark.parametrize("override", ["train.max_iteration=5", "modle.base_width=4",
+                                      "model.fusion=concat", "train.lr=fast"])
+def test_unknown_keys_and_bad_values_are_errors(override):
+    with pytest.raises(ConfigError):
+        load_config("demo", [override])
+
+
+def test_unknown_key_in_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  max_iterations: 3\n  bogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_config(path)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="preset"):
+        load_config("no_such_preset")
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config("cpu_small", ["cache=/tmp/x"])
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path) == cfg
