@@ -112,3 +112,11 @@ def test_registry_lists_and_rejects():
     assert all(isinstance(d, str) and d for d in names.values())
     with pytest.raises(ConfigError, match="unknown method"):
         build_method(_ctx("nope"))
+
+
+def test_default_weight_and_rampup_come_from_the_method():
+    method = build_method(_ctx())
+    assert method.weight == 1.0  # the paper's alpha
+    assert method.unsup_weight(50) == pytest.approx(1.0)  # 0.5 x 100 iterations ramp
+    assert method.unsup_weight(0) == pytest.approx(math.exp(-5))
+    assert build_method(_ctx(consistency_weight=0.3, rampup_fraction=0.0)).unsup_weight(0) == 0.3

@@ -112,7 +112,9 @@ class MethodConfig(StrictModel):
 
     name: str = "ours"
     consistency_weight: float | None = None  # None: the method's default (ours: alpha = 1)
-    rampup_fraction: float = Field(default=0.5, ge=0.0, le=1.0)  # 0 disables the ramp-up
+    # Fraction of training over which the unsupervised weight ramps up; 0 disables the ramp,
+    # None takes the method's default (0.5 = SSL4MIS's 200 x 150 of 60k iterations).
+    rampup_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
     mcml: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -63,6 +63,7 @@ class Method(nn.Module, ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     default_weight: ClassVar[float] = 1.0
+    default_rampup_fraction: ClassVar[float] = 0.5
 
     class Options(StrictModel):
         """Method-specific options (none by default)."""
@@ -84,8 +85,11 @@ class Method(nn.Module, ABC):
         return len(self.ctx.modalities)
 
     def unsup_weight(self, iteration: int) -> float:
-        """Unsupervised weight at ``iteration``: weight x ramp-up over rampup_fraction."""
-        length = self.ctx.method.rampup_fraction * self.ctx.max_iterations
+        """Unsupervised weight at ``iteration``: weight x ramp-up over the ramp-up fraction."""
+        fraction = self.ctx.method.rampup_fraction
+        if fraction is None:
+            fraction = self.default_rampup_fraction
+        length = fraction * self.ctx.max_iterations
         return self.weight * sigmoid_rampup(iteration, length)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:

@@ -14,7 +14,7 @@ import torch
 from duetseg.config import StrictModel
 from duetseg.methods.losses import SupervisedLoss
 from duetseg.methods.ours import DualBranchMethod
-from duetseg.models import VNet
+from duetseg.methods.single import build_vnet
 
 __all__ = ["Supervised"]
 
@@ -32,8 +32,7 @@ class Supervised(DualBranchMethod):
         super().__init__(ctx)
         self.uses_unlabeled = False
         if self.options.network == "vnet":
-            m = ctx.model
-            self.net = VNet(self.num_modalities, ctx.num_classes, m.base_width, m.dropout, m.norm)
+            self.net = build_vnet(ctx)
             self.primary_output = "prediction"
         self.sup_loss = SupervisedLoss()
 
