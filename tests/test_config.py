@@ -56,3 +56,23 @@ def test_config_round_trips_through_yaml(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(cfg.to_yaml())
     assert load_config(path) == cfg
+
+
+def test_ablation_presets_extend_the_paper_setting():
+    flags = {name: (c.model.fusion, c.model.mae, c.method.mcml) for name, c in
+             ((n, load_config(n)) for n in list_presets() if n.startswith("ablation_"))}
+    assert flags == {
+        "ablation_baseline": ("none", False, False),
+        "ablation_mmf": ("gate_residual", False, False),
+        "ablation_mmf_mae": ("gate_residual", True, False),
+        "ablation_mmf_mcml": ("gate_residual", False, True),
+        "ablation_full": ("gate_residual", True, True),
+    }
+    assert load_config("ablation_mmf").train.crop_size == (96, 96, 96)  # from brats19
+
+
+def test_circular_extends_is_an_error(tmp_path):
+    (tmp_path / "a.yaml").write_text(f"extends: {tmp_path / 'b.yaml'}\n")
+    (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
+    with pytest.raises(ConfigError, match="circular"):
+        load_config(tmp_path / "a.yaml")

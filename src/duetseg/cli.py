@@ -168,6 +168,18 @@ def predict(
 
 
 @app.command()
+def experiment(
+    grid: Annotated[Path, typer.Argument(help="grid YAML (methods x labelled x seeds)")],
+    quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+) -> None:
+    """Run a grid of trainings + evaluations; finished runs are skipped, others resume."""
+    from duetseg.workflows.experiment import load_grid, run_grid
+
+    run_dirs = run_grid(load_grid(grid), progress=not quiet)
+    typer.echo(f"{len(run_dirs)} runs complete under {run_dirs[0].parent}")
+
+
+@app.command()
 def methods() -> None:
     """List the registered training methods."""
     from duetseg.methods import available_methods

@@ -174,7 +174,18 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _read_yaml(source: str | Path) -> dict[str, Any]:
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(source: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a preset or file; an ``extends: <preset or file>`` key inherits from another."""
     path = Path(source)
     if not path.exists():
         candidate = PRESET_DIR / f"{source}.yaml"
@@ -190,6 +201,11 @@ def _read_yaml(source: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if str(parent) in _seen:
+            raise ConfigError(f"{path}: circular `extends: {parent}`")
+        data = _deep_merge(_read_yaml(parent, (*_seen, str(parent))), data)
     return data
 
 

@@ -1,0 +1,117 @@
+"""``duetseg experiment GRID.yaml``: methods x labelled amounts x seeds, resumable.
+
+A grid file::
+
+    cache: cache/brats_2mm          # from `duetseg prepare`
+    base: cpu_small                 # preset or YAML every run starts from
+    out: runs/table1                # runs go to <out>/<run name>/
+    methods: [ours, mean_teacher]   # registered method names
+    labeled: ["5%", "10%"]          # or counts
+    seeds: [0, 1]
+    overrides: ["train.max_iterations=1500"]
+    variants:                       # optional extra named configs (e.g. the ablation)
+      baseline: ["model.fusion=none", "model.mae=false", "method.mcml=false"]
+    split: test
+
+Finished runs (their ``eval/<split>/summary.json`` exists) are skipped, an interrupted run
+resumes from ``last.pt``, so re-running the same command finishes the grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import Field
+
+from duetseg.config import StrictModel, load_config
+from duetseg.errors import ConfigError
+from duetseg.training import train
+from duetseg.workflows.evaluate import evaluate_run
+
+__all__ = ["GridConfig", "GridRun", "load_grid", "plan_grid", "run_grid"]
+
+
+class GridConfig(StrictModel):
+    """Schema of a grid file (unknown keys are errors)."""
+
+    cache: Path
+    base: str = "cpu_small"
+    out: Path = Path("runs/experiment")
+    methods: list[str] = Field(default_factory=lambda: ["ours"], min_length=1)
+    labeled: list[str | int] = Field(default_factory=lambda: ["10%"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    overrides: list[str] = Field(default_factory=list)
+    variants: dict[str, list[str]] = Field(default_factory=dict)
+    split: str = "test"
+
+
+class GridRun(StrictModel):
+    """One planned run."""
+
+    name: str
+    run_dir: Path
+    overrides: list[str]
+
+
+def load_grid(path: Path) -> GridConfig:
+    """Read and validate a grid file; relative paths are relative to the file's folder.
+
+    Raises:
+        ConfigError: unreadable file or invalid content.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        grid = GridConfig.model_validate(data)
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"grid file {path}: {exc}") from exc
+    base_dir = path.parent
+    if not grid.cache.is_absolute():
+        grid.cache = base_dir / grid.cache
+    if not grid.out.is_absolute():
+        grid.out = base_dir / grid.out
+    return grid
+
+
+def _slug(value: str | int) -> str:
+    return str(value).replace("%", "pct").replace("/", "_")
+
+
+def plan_grid(grid: GridConfig) -> list[GridRun]:
+    """Every run of the grid, in execution order (methods, then variants, per label/seed)."""
+    configs = [(m, m, []) for m in grid.methods]
+    configs += [(f"ours-{name}", "ours", list(extra)) for name, extra in grid.variants.items()]
+    runs = []
+    for labeled in grid.labeled:
+        for seed in grid.seeds:
+            for name, method, extra in configs:
+                run_name = f"{name}_lab{_slug(labeled)}_seed{seed}"
+                overrides = [f"cache={grid.cache}", f"method.name={method}",
+                             f"splits.labeled={labeled}", f"splits.seed={seed}",
+                             f"train.seed={seed}", *grid.overrides, *extra]
+                runs.append(GridRun(name=run_name, run_dir=grid.out / run_name,
+                                    overrides=overrides))
+    return runs
+
+
+def run_grid(grid: GridConfig, progress: bool = True) -> list[Path]:
+    """Train and evaluate every run of the grid that is not finished yet.
+
+    Returns:
+        The run directories (all of them, finished before or now).
+    """
+    runs = plan_grid(grid)
+    for index, run in enumerate(runs, 1):
+        done = run.run_dir / "eval" / grid.split / "summary.json"
+        if done.exists():
+            if progress:
+                print(f"[{index}/{len(runs)}] {run.name}: done, skipped")
+            continue
+        if progress:
+            print(f"[{index}/{len(runs)}] {run.name}")
+        cfg = load_config(grid.base, run.overrides)
+        resume = (run.run_dir / "checkpoints" / "last.pt").exists()
+        train(cfg, run.run_dir, resume=resume, progress=progress)
+        evaluate_run(run.run_dir, grid.split, progress=progress)
+    return [r.run_dir for r in runs]

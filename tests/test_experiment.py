@@ -1,0 +1,41 @@
+"""Experiment grids: planning, validation, skipping finished runs."""
+
+import pytest
+
+from duetseg.errors import ConfigError
+from duetseg.workflows.experiment import load_grid, plan_grid, run_grid
+
+
+def test_plan_covers_methods_labels_seeds_and_variants(tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(
+        "cache: cache\nmethods: [ours, supervised]\nlabeled: ['5%', 3]\nseeds: [0, 1]\n"
+        "variants:\n  baseline: ['model.fusion=none']\n"
+    )
+    grid = load_grid(grid_file)
+    assert grid.cache == tmp_path / "cache"
+    runs = plan_grid(grid)
+    assert len(runs) == 2 * 2 * 3
+    assert len({r.run_dir for r in runs}) == len(runs)
+    base = [r for r in runs if r.name.startswith("ours-baseline_lab3_seed1")]
+    assert len(base) == 1 and "model.fusion=none" in base[0].overrides
+    assert "method.name=ours" in base[0].overrides
+
+
+def test_unknown_grid_key_is_an_error(tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("cache: c\nmethod: [ours]\n")
+    with pytest.raises(ConfigError, match="method"):
+        load_grid(grid_file)
+
+
+def test_finished_runs_are_skipped(tmp_path, capsys):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("cache: cache\nmethods: [ours]\nlabeled: [2]\nseeds: [0]\n")
+    grid = load_grid(grid_file)
+    (run,) = plan_grid(grid)
+    summary = run.run_dir / "eval" / "test" / "summary.json"
+    summary.parent.mkdir(parents=True)
+    summary.write_text("{}")
+    assert run_grid(grid) == [run.run_dir]
+    assert "skipped" in capsys.readouterr().out
