@@ -180,6 +180,18 @@ def experiment(
 
 
 @app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories (evaluated)")],
+    out: Annotated[Path, typer.Option(help="report folder")],
+    split: Annotated[str, typer.Option(help="evaluated split")] = "test",
+) -> None:
+    """Table 1 / Table 2 style tables, Wilcoxon tests, curves, figures and an HTML page."""
+    from duetseg.reporting.report import make_report
+
+    typer.echo(f"report: {make_report(run_dirs, out, split=split)}")
+
+
+@app.command()
 def methods() -> None:
     """List the registered training methods."""
     from duetseg.methods import available_methods

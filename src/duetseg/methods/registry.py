@@ -12,6 +12,13 @@ __all__ = ["METHODS", "get_method_class", "build_method", "available_methods"]
 METHODS: dict[str, str] = {
     "ours": "duetseg.methods.ours:Ours",
     "supervised": "duetseg.methods.supervised:Supervised",
+    "mean_teacher": "duetseg.methods.mean_teacher:MeanTeacher",
+    "ict": "duetseg.methods.ict:ICT",
+    "entropy_min": "duetseg.methods.entropy_min:EntropyMinimization",
+    "mmcml": "duetseg.methods.mmcml:MMCML",
+    "cmc": "duetseg.methods.cmc:CMC",
+    "urpc": "duetseg.methods.urpc:URPC",
+    "mlrpl": "duetseg.methods.mlrpl:MLRPL",
 }
 
 

@@ -1,0 +1,240 @@
+"""Read evaluated run directories into plain records for tables, statistics and figures.
+
+A run directory holds ``config.yaml``, ``splits.json``, ``log.csv`` and
+``eval/<split>/{metrics.csv, summary.json, predictions/}`` (see ``workflows/evaluate.py``).
+Metric rows are kept as plain dicts (no pandas): ``case`` (str), ``output`` (str),
+``class`` (int) and the metrics of ``METRICS`` as floats, NaN where undefined.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from duetseg.config import Config
+from duetseg.data.splits import load_splits
+from duetseg.errors import ConfigError
+from duetseg.evaluation.summary import METRICS
+
+__all__ = ["RunRecord", "collect_runs", "load_run", "read_metrics_csv", "read_log_csv",
+           "case_values"]
+
+
+@dataclass
+class RunRecord:
+    """One evaluated run.
+
+    Attributes:
+        run_dir: the run directory.
+        method: ``method.name`` of the config.
+        labeled: number of labelled training cases (from ``splits.json``).
+        labeled_spec: the configured ``splits.labeled`` as a string (e.g. ``"5%"``).
+        labeled_percent: ``labeled / len(train) * 100``.
+        seed: ``train.seed``.
+        mmf: multi-modal fusion on (``model.fusion != "none"``).
+        mae: modality-aware enhancement on (``model.mae``).
+        mcml: contrastive mutual learning on (``method.mcml`` and method ``ours``).
+        primary_output: the output scored as the method's prediction.
+        rows: per-case metric rows of ``eval/<split>/metrics.csv``.
+        summary: ``eval/<split>/summary.json``.
+        config: the full run config.
+        split: the evaluated split.
+        splits: the run's splits.
+    """
+
+    run_dir: Path
+    method: str
+    labeled: int
+    labeled_spec: str
+    labeled_percent: float
+    seed: int
+    mmf: bool
+    mae: bool
+    mcml: bool
+    primary_output: str
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    config: Config
+    split: str = "test"
+    splits: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def outputs(self) -> list[str]:
+        """Output names present in the metrics (first-seen order)."""
+        return list(dict.fromkeys(r["output"] for r in self.rows))
+
+    @property
+    def is_dual_branch(self) -> bool:
+        """True for DuetNet runs (per-branch outputs ``branch_a``, ``branch_b``...)."""
+        return "branch_a" in self.outputs and "branch_b" in self.outputs
+
+    @property
+    def eval_dir(self) -> Path:
+        """``run_dir/eval/<split>``."""
+        return self.run_dir / "eval" / self.split
+
+    @property
+    def label(self) -> str:
+        """Short human-readable name, e.g. ``ours 5% s1337`` (``[-MAE]`` etc. for ablations)."""
+        off = []
+        if self.is_dual_branch and self.method in ("ours", "supervised"):
+            off = [n for n, on in (("MMF", self.mmf), ("MAE", self.mae)) if not on]
+            if self.method == "ours" and not self.mcml:
+                off.append("MCML")
+        suffix = f" [-{' -'.join(off)}]" if off else ""
+        return f"{self.method} {self.labeled_percent:.3g}% s{self.seed}{suffix}"
+
+    def output_modality(self, output: str) -> str:
+        """The modality a branch output reads (from ``summary["outputs"]``), else its name."""
+        desc = str(self.summary.get("outputs", {}).get(output, ""))
+        prefix = "branch reading "
+        return desc[len(prefix):].strip() if desc.startswith(prefix) else output
+
+    def case_values(self, metric: str, output: str | None = None,
+                    class_id: int | None = None) -> dict[str, float]:
+        """Per-case values of one metric; see :func:`case_values`."""
+        return case_values(self.rows, metric, output or self.primary_output, class_id)
+
+
+def _float(text: str) -> float:
+    text = text.strip()
+    return math.nan if text == "" else float(text)
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, Any]]:
+    """Read ``metrics.csv`` rows (empty cells become NaN, ``class`` an int).
+
+    Raises:
+        ConfigError: missing file or missing columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run 'duetseg evaluate' on this run first")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("case", "output", "class", *METRICS)
+                   if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{path}: missing columns {missing}")
+        return [{"case": r["case"], "output": r["output"], "class": int(float(r["class"])),
+                 **{m: _float(r[m]) for m in METRICS}} for r in reader]
+
+
+def read_log_csv(path: Path) -> dict[str, np.ndarray]:
+    """Read a training ``log.csv`` into column -> float array (NaN for empty cells).
+
+    Returns:
+        An empty dict when the file does not exist or has no rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    keys = list(rows[0].keys())
+    return {k: np.array([_float(r.get(k) or "") for r in rows]) for k in keys}
+
+
+def case_values(rows: list[dict[str, Any]], metric: str, output: str,
+                class_id: int | None = None) -> dict[str, float]:
+    """Per-case values of ``metric`` for ``output``.
+
+    Args:
+        rows: metric rows.
+        metric: one of ``METRICS``.
+        output: output name.
+        class_id: a class; None averages the foreground classes (class > 0) of each case,
+            ignoring NaN classes (NaN when all are NaN).
+
+    Returns:
+        case -> value, in first-seen case order.
+    """
+    per_case: dict[str, list[float]] = {}
+    for row in rows:
+        if row["output"] != output:
+            continue
+        if (class_id is None and row["class"] > 0) or row["class"] == class_id:
+            per_case.setdefault(row["case"], []).append(float(row[metric]))
+    out = {}
+    for case, vals in per_case.items():
+        arr = np.asarray(vals)
+        finite = arr[np.isfinite(arr)]
+        out[case] = float(finite.mean()) if finite.size else math.nan
+    return out
+
+
+def _load_config(run_dir: Path) -> Config:
+    """``run_dir/config.yaml`` as a Config.
+
+    Same as ``duetseg.training.run.load_run_config``, read here so that reporting does not
+    import the training package (and torch).
+    """
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a duetseg run directory (no config.yaml)")
+    try:
+        return Config.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"{path}: invalid run config: {exc}") from exc
+
+
+def load_run(run_dir: Path, split: str = "test") -> RunRecord:
+    """Load one evaluated run.
+
+    Raises:
+        ConfigError: not a run directory, no splits, or the split was not evaluated.
+    """
+    run_dir = Path(run_dir)
+    cfg = _load_config(run_dir)
+    splits = load_splits(run_dir / "splits.json")
+    eval_dir = run_dir / "eval" / split
+    rows = read_metrics_csv(eval_dir / "metrics.csv")
+    summary_path = eval_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    primary = summary.get("primary_output") or (rows[0]["output"] if rows else "")
+    n_train = len(splits["train"])
+    labeled = len(splits["labeled"])
+    return RunRecord(
+        run_dir=run_dir,
+        method=cfg.method.name,
+        labeled=labeled,
+        labeled_spec=str(cfg.splits.labeled),
+        labeled_percent=100.0 * labeled / n_train if n_train else math.nan,
+        seed=int(cfg.train.seed),
+        mmf=cfg.model.fusion != "none",
+        mae=bool(cfg.model.mae),
+        mcml=bool(cfg.method.mcml) and cfg.method.name == "ours",
+        primary_output=str(primary),
+        rows=rows,
+        summary=summary,
+        config=cfg,
+        split=split,
+        splits=splits,
+    )
+
+
+def collect_runs(run_dirs: list[Path], split: str = "test") -> list[RunRecord]:
+    """Load several evaluated runs (order kept).
+
+    Args:
+        run_dirs: run directories.
+        split: the evaluated split to read.
+
+    Returns:
+        One record per run directory.
+
+    Raises:
+        ConfigError: no run given, or a run lacks its config, splits or metrics.
+    """
+    if not run_dirs:
+        raise ConfigError("no run directories given")
+    return [load_run(Path(d), split) for d in run_dirs]
