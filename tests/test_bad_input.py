@@ -101,3 +101,13 @@ def test_truncated_gzip(case):
     paths["t2"].write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError, match="bad_case.*bad_case_t2.nii.gz.*cannot read"):
         _run(root)
+
+
+def test_input_error_keeps_case_and_file_across_processes():
+    import pickle
+
+    from duetseg.errors import InputError
+
+    err = pickle.loads(pickle.dumps(InputError("NaN voxels", case="c7", file="/x/c7_t2.nii.gz")))
+    assert (err.case, err.file) == ("c7", "/x/c7_t2.nii.gz")
+    assert str(err) == "case 'c7', file '/x/c7_t2.nii.gz': NaN voxels"

@@ -29,7 +29,12 @@ class InputError(DuetsegError):
         if file is not None:
             parts.append(f"file {str(file)!r}")
         prefix = ", ".join(parts)
+        self.reason = message
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+    def __reduce__(self):
+        # Keep case/file when the error crosses a process boundary (parallel prepare).
+        return (type(self), (self.reason, self.case, self.file))
 
 
 class ConfigError(DuetsegError):
