@@ -46,8 +46,7 @@ from duetseg.config import StrictModel
 from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext, sigmoid_rampup
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.methods.ours import BRANCH_NAMES
-from duetseg.models import ensemble_probabilities
+from duetseg.methods.ours import BranchOutputs
 from duetseg.models.cmcnet import CMCNet
 
 __all__ = ["CMC", "nt_xent", "soft_dice_dissimilarity"]
@@ -97,7 +96,7 @@ def soft_dice_dissimilarity(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-5)
     return 1 - dice
 
 
-class CMC(Method):
+class CMC(BranchOutputs, Method):
     """Shared encoder/decoder, fused bottleneck, semantic + anatomical consistency."""
 
     name = "cmc"
@@ -121,9 +120,6 @@ class CMC(Method):
                           self.options.se_reduction)
         self.sup_loss = SupervisedLoss()
         self.primary_output = "ensemble"
-
-    def branch_names(self) -> list[str]:
-        return [f"branch_{BRANCH_NAMES[m]}" for m in range(self.num_modalities)]
 
     def ramp(self, iteration: int) -> float:
         """``r(t)``: the ramp-up factor in [0, 1] (the ramp-down is ``1 − r(t)``)."""
@@ -170,12 +166,6 @@ class CMC(Method):
             total = total + w_sem * semantic + w_anat * anatomical
         losses["loss"] = total
         return losses
-
-    def output_probabilities(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.net(image)
-        out = {name: torch.softmax(lg, 1) for name, lg in zip(self.branch_names(), logits)}
-        out["ensemble"] = ensemble_probabilities(logits)
-        return out
 
     def describe_outputs(self) -> dict[str, str]:
         desc = {name: f"shared network's branch for {mod} (fused bottleneck)"

@@ -15,12 +15,29 @@ from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import SupervisedLoss, cross_branch_mse
 from duetseg.models import DuetNet, ensemble_probabilities
 
-__all__ = ["BRANCH_NAMES", "DualBranchMethod", "Ours"]
+__all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod", "Ours"]
 
 BRANCH_NAMES = "abcdefghijklmnopqrstuvwxyz"
 
 
-class DualBranchMethod(Method):
+class BranchOutputs:
+    """Outputs of a network returning one logits tensor per modality branch.
+
+    Mixed into methods whose ``self.net(image)`` returns a list of K logits: reports each
+    branch (``branch_a``, ``branch_b``, ...) and their ``ensemble`` (mean softmax).
+    """
+
+    def branch_names(self) -> list[str]:
+        return [f"branch_{BRANCH_NAMES[m]}" for m in range(self.num_modalities)]
+
+    def output_probabilities(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(image)
+        out = {name: torch.softmax(lg, 1) for name, lg in zip(self.branch_names(), logits)}
+        out["ensemble"] = ensemble_probabilities(logits)
+        return out
+
+
+class DualBranchMethod(BranchOutputs, Method):
     """Shared part of methods built on DuetNet: outputs per branch and the ensemble."""
 
     def __init__(self, ctx: MethodContext):
@@ -29,18 +46,9 @@ class DualBranchMethod(Method):
         self.sup_loss = SupervisedLoss()
         self.primary_output = "ensemble"
 
-    def branch_names(self) -> list[str]:
-        return [f"branch_{BRANCH_NAMES[m]}" for m in range(self.num_modalities)]
-
     def supervised(self, logits: list[torch.Tensor], label: torch.Tensor) -> torch.Tensor:
         n = label.shape[0]
         return sum(self.sup_loss(lg[:n], label) for lg in logits)
-
-    def output_probabilities(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.net(image)
-        out = {name: torch.softmax(lg, 1) for name, lg in zip(self.branch_names(), logits)}
-        out["ensemble"] = ensemble_probabilities(logits)
-        return out
 
     def describe_outputs(self) -> dict[str, str]:
         desc = {name: f"branch reading {mod}"
