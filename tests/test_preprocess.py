@@ -90,6 +90,8 @@ def test_map_labels():
         map_labels(lab, {"0": 0, "1": 1, "2": 1}, 2, "c9", "seg.nii.gz")
     with pytest.raises(ConfigError):
         map_labels(lab, {0: 0, 1: 1, 2: 5, 4: 1}, 2, "c", "f")
+    # The CLI form `1:1,2:1,4:2` leaves background implicit: 0 stays 0.
+    assert map_labels(lab, {1: 1, 2: 1, 4: 2}, 3, "c", "f").tolist() == [0, 1, 1, 2, 2]
     with pytest.raises(InputError, match="non-integer"):
         map_labels(np.array([0.0, 0.5]), "identity", 2, "c", "f")
 

@@ -167,3 +167,45 @@ def test_loader_workers_match_main_process_and_resume(cache):
         assert a["cases"] == b["cases"]
     for a, b in zip(serial[3:], resumed, strict=True):
         assert torch.equal(a["image"], b["image"])
+
+
+# -- data-parallel ranks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_take_disjoint_blocks_of_the_global_batch(cache, world):
+    """Rank r's labelled and unlabelled crops are the r-th blocks of one global batch."""
+    glob = _ds(cache, batch_size=2 * world, labeled_bs=world)
+    ranks = [_ds(cache, batch_size=2, labeled_bs=1, rank=r, world_size=world)
+             for r in range(world)]
+    for it in (0, 1, 7):
+        g, parts = glob[it], [ds[it] for ds in ranks]
+        lab = torch.cat([p["image"][:1] for p in parts])
+        unl = torch.cat([p["image"][1:] for p in parts])
+        assert torch.equal(torch.cat([lab, unl]), g["image"])
+        assert torch.equal(torch.cat([p["label"] for p in parts]), g["label"])
+        cases = [p["cases"][0] for p in parts] + [p["cases"][1] for p in parts]
+        assert cases == g["cases"]
+    # world 1, rank 0 is the plain single-process sampler
+    one = _ds(cache, rank=0, world_size=1)[3]
+    assert torch.equal(one["image"], _ds(cache)[3]["image"])
+
+
+def test_two_ranks_never_share_a_case_or_a_crop(cache):
+    """4 labelled / 2 unlabelled cases, 1 + 1 crops per rank: a pass splits between ranks."""
+    kw = dict(labeled=[f"lab{i}" for i in range(4)], unlabeled=["unl0", "unl1"],
+              batch_size=2, labeled_bs=1, world_size=2)
+    r0, r1 = _ds(cache, rank=0, **kw), _ds(cache, rank=1, **kw)
+    seen = []
+    for it in range(8):
+        a, b = r0[it], r1[it]
+        assert a["cases"][0] != b["cases"][0] and a["cases"][1] != b["cases"][1], it
+        assert not torch.equal(a["image"], b["image"])
+        seen += [a["cases"][0], b["cases"][0]]
+    for p in range(4):  # every two iterations the ranks together cover each labelled case
+        assert sorted(seen[4 * p:4 * p + 4]) == [f"lab{i}" for i in range(4)]
+
+
+def test_bad_rank(cache):
+    with pytest.raises(ConfigError, match="rank 2"):
+        _ds(cache, rank=2, world_size=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -62,9 +63,13 @@ def prepare(
     )] = "auto",
     num_classes: Annotated[int, typer.Option(help="classes incl. background")] = 2,
     workers: Annotated[int, typer.Option(help="parallel processes")] = 2,
+    register: Annotated[bool, typer.Option(
+        help="rigidly register modalities on different grids (CT + MR) to the reference")] = False,
+    reference: Annotated[str | None, typer.Option(
+        help="registration reference modality (default: the first one not ct_window)")] = None,
 ) -> None:
-    """Preprocess raw NIfTI cases into a cache (crop, normalise, map labels)."""
-    from duetseg.config import NormalizationConfig, PrepareConfig
+    """Preprocess raw NIfTI cases into a cache (register, crop, normalise, map labels)."""
+    from duetseg.config import NormalizationConfig, PrepareConfig, RegistrationConfig
     from duetseg.data.cache import prepare_dataset
     from duetseg.data.discovery import detect_layout
 
@@ -77,10 +82,13 @@ def prepare(
         name, _, scheme = item.partition("=")
         extra = {"window_level": window[0], "window_width": window[1]} if window else {}
         per_mod[name] = NormalizationConfig(scheme=scheme, **extra)
+    if reference is not None and not register:
+        raise typer.BadParameter("--reference needs --register", param_hint="--reference")
     cfg = PrepareConfig(
         modalities=modalities or ["t1ce", "t2"], layout=resolved_layout, target_spacing=spacing,
         crop_margin=crop_margin, normalization=per_mod, label_mapping=mapping,
         num_classes=num_classes,
+        registration=RegistrationConfig(enabled=register, reference=reference),
     )
     cache = prepare_dataset(input_path, out, cfg, num_workers=workers)
     n_lab = len(cache.labelled_cases)
@@ -104,9 +112,14 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Train a method; writes config.yaml, splits.json, checkpoints/, log.csv, tensorboard/."""
+    """Train a method; writes config.yaml, splits.json, checkpoints/, log.csv, tensorboard/.
+
+    Data-parallel: ``torchrun --nproc_per_node N -m duetseg train ...`` (batch sizes are per
+    process; see README "Multi-GPU / multi-process training").
+    """
     from duetseg.config import load_config
     from duetseg.training import train
+    from duetseg.training.distributed import env_rank
 
     overrides = list(set_ or [])
     if resume and config is None and (out / "config.yaml").exists():
@@ -120,8 +133,9 @@ def train_cmd(
     overrides = [f"{k}={v}" for k, v in pairs.items() if v is not None] + overrides
     cfg = load_config(config or "cpu_small", overrides)
     result = train(cfg, out, resume=resume, progress=not quiet)
-    typer.echo(f"trained to iteration {result.iteration}; best val {result.best_metric:.2f} "
-               f"at {result.best_iteration}; run dir {result.run_dir}")
+    if env_rank() == 0:
+        typer.echo(f"trained to iteration {result.iteration}; best val "
+                   f"{result.best_metric:.2f} at {result.best_iteration}; run dir {result.run_dir}")
 
 
 @app.command()
@@ -159,11 +173,30 @@ def predict(
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
     device: Annotated[str, typer.Option()] = "auto",
     tta: Annotated[bool, typer.Option(help="flip test-time augmentation")] = False,
+    layout: Annotated[str, typer.Option(help="auto | brats | nnunet | csv")] = "auto",
+    largest_component: Annotated[bool, typer.Option(
+        help="keep only the largest connected component of each foreground class")] = False,
+    save_probabilities: Annotated[bool, typer.Option(
+        help="also write <case>_prob.nii.gz (float32, X,Y,Z,C)")] = False,
+    save_disagreement: Annotated[bool, typer.Option(
+        help="also write <case>_disagreement.nii.gz (float32 map in [0, 1])")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        help="keep cases already complete in --out (default: predict all again)")] = False,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Segment new cases; masks keep each input's shape and affine."""
+    """Segment new cases; masks keep each input's shape and affine.
+
+    Writes <case>.nii.gz per case and disagreement.csv (case, disagreement, entropy,
+    foreground_voxels, volume_ml): sort by disagreement, highest first, to review the
+    least trustworthy cases first.
+    """
     from duetseg.workflows.predict import predict_folder
 
-    paths = predict_folder(run, input_path, out, checkpoint, device, tta_flip=tta)
+    paths = predict_folder(run, input_path, out, checkpoint, device, layout=layout,
+                           tta_flip=tta, progress=not quiet,
+                           largest_component=largest_component,
+                           save_probabilities=save_probabilities,
+                           save_disagreement=save_disagreement, skip_existing=skip_existing)
     typer.echo(f"wrote {len(paths)} masks to {out} (and disagreement.csv)")
 
 
@@ -221,9 +254,20 @@ def demo(
     run_demo(out, overrides=list(set_ or []))
 
 
+def _log_to_stderr() -> None:
+    """Show the package's INFO messages (e.g. registration quality) on stderr, once."""
+    logger = logging.getLogger("duetseg")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: clear one-line errors for expected failures."""
     args = _expand_multi_value(list(sys.argv[1:] if argv is None else argv))
+    _log_to_stderr()
     try:
         app(args=args, prog_name="duetseg", standalone_mode=False)
     except DuetsegError as exc:
@@ -234,10 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(1) from None
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # click usage errors (typer >= 0.2x vendors click: no import)
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             raise SystemExit(exc.exit_code) from None
         raise

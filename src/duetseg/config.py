@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from duetseg.errors import ConfigError
 
 __all__ = [
     "StrictModel",
     "NormalizationConfig",
+    "RegistrationConfig",
     "PrepareConfig",
     "SplitConfig",
     "ModelConfig",
@@ -57,6 +58,44 @@ class NormalizationConfig(StrictModel):
     window_width: float = 400.0
 
 
+class RegistrationConfig(StrictModel):
+    """Rigid registration of modalities to a reference one (CT + MR), see
+    :mod:`duetseg.data.registration`.
+
+    ``reference`` None means the first modality whose normalisation is not ``ct_window`` (the
+    MR), else the first modality. ``initialization``: ``geometry`` aligns the image centres,
+    ``moments`` the intensity centres of mass, ``header`` trusts the files' world
+    coordinates. The plausibility limits bound the rotation and the shift of the reference
+    image's centre that the optimiser adds to the initialisation; the final metric (Mattes MI,
+    lower is better) must beat the initial one and stay below ``max_metric`` (None: no bound;
+    -0.05 rejects images that share no structure, whose MI is about 0). ``skip_same_grid``: a
+    modality already on the reference grid is taken as aligned and not registered.
+    """
+
+    enabled: bool = False
+    reference: str | None = None
+    initialization: Literal["geometry", "moments", "header"] = "geometry"
+    skip_same_grid: bool = True
+    histogram_bins: int = Field(default=32, ge=4)
+    sampling_percentage: float = Field(default=0.25, gt=0.0, le=1.0)
+    seed: int = Field(default=1, ge=1)  # SimpleITK reads seed 0 as "wall clock"
+    learning_rate: float = Field(default=2.0, gt=0.0)
+    iterations: int = Field(default=200, ge=1)
+    shrink_factors: list[int] = Field(default_factory=lambda: [4, 2, 1], min_length=1)
+    smoothing_sigmas: list[float] = Field(default_factory=lambda: [2.0, 1.0, 0.0], min_length=1)
+    max_rotation_deg: float = Field(default=30.0, gt=0.0)
+    max_translation_mm: float = Field(default=50.0, gt=0.0)
+    max_metric: float | None = -0.05
+    num_threads: int = Field(default=1, ge=1)  # 1: bit-identical results on every machine
+
+    @model_validator(mode="after")
+    def _levels_match(self) -> RegistrationConfig:
+        if len(self.shrink_factors) != len(self.smoothing_sigmas):
+            raise ValueError(f"shrink_factors {self.shrink_factors} and smoothing_sigmas "
+                             f"{self.smoothing_sigmas} need one entry per level each")
+        return self
+
+
 class PrepareConfig(StrictModel):
     """Settings of ``duetseg prepare``; their fingerprint decides whether a cache is reused."""
 
@@ -70,6 +109,15 @@ class PrepareConfig(StrictModel):
     # 0..num_classes-1. A dict maps original values to classes; other values are errors.
     label_mapping: Literal["whole_tumour", "identity"] | dict[int, int] = "identity"
     num_classes: int = Field(default=2, ge=2)
+    registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
+
+    @model_validator(mode="after")
+    def _reference_is_a_modality(self) -> PrepareConfig:
+        ref = self.registration.reference
+        if ref is not None and ref not in self.modalities:
+            raise ValueError(f"registration reference {ref!r} is not one of the modalities "
+                             f"{self.modalities}")
+        return self
 
     def normalization_for(self, modality: str) -> NormalizationConfig:
         """Return the normalisation of ``modality`` (its own entry or the default)."""
@@ -86,7 +134,7 @@ class SplitConfig(StrictModel):
     val: float = 0.1
     test: float = 0.2
     labeled: str | int = "10%"
-    seed: int = 0
+    seed: int = Field(default=1, ge=1)  # SimpleITK reads seed 0 as "wall clock"
     train_list: Path | None = None
     val_list: Path | None = None
     test_list: Path | None = None
@@ -152,6 +200,9 @@ class InferenceConfig(StrictModel):
     blend: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(default=2, ge=1)
     tta_flip: bool = False
+    # keep only the largest connected component of each foreground class (in the
+    # original geometry, after argmax); used by evaluate and predict
+    largest_component: bool = False
 
 
 class Config(StrictModel):

@@ -6,11 +6,14 @@ Layout::
                             cases [{case, labelled}], source
     CACHE/<case>.npy        (C, X, Y, Z) float32
     CACHE/<case>_seg.npy    (X, Y, Z) uint8, labelled cases only
-    CACHE/<case>.json       properties (see duetseg.data.preprocess) + "fingerprint"
+    CACHE/<case>.json       properties (see duetseg.data.preprocess) + "fingerprint" +
+                            "source_stamp" (size and mtime of each source file)
 
 Every file is written atomically and ``<case>.json`` last, so a case whose json exists with
-the current fingerprint and the same source files is complete; a re-run skips it. A cache
-made with other settings or from another source is rebuilt, never reused.
+the current fingerprint and the same, unchanged source files is complete; a re-run skips
+it. A case that fails leaves no files, and ``dataset.json`` is written last, once every
+case is complete. A cache made with other settings or from another source is rebuilt,
+never reused.
 """
 
 from __future__ import annotations
@@ -41,10 +44,13 @@ FORMAT_VERSION = 1
 def fingerprint(cfg: PrepareConfig) -> str:
     """SHA-256 of the canonical JSON of the settings that change the cached data.
 
-    ``layout`` is left out: it only says how to find the files, not what is computed.
+    ``layout`` is left out: it only says how to find the files, not what is computed; so is
+    a disabled ``registration``, which keeps caches made before it existed valid.
     """
     settings = cfg.model_dump(mode="json")
     settings.pop("layout", None)
+    if not cfg.registration.enabled:
+        settings.pop("registration", None)
     text = json.dumps({"format_version": FORMAT_VERSION, "settings": settings},
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
@@ -54,13 +60,21 @@ def _case_files(out: Path, case: str) -> list[Path]:
     return [out / f"{case}.npy", out / f"{case}_seg.npy", out / f"{case}.json"]
 
 
+def _source_stamp(spec: CaseSpec) -> dict[str, list[int]]:
+    """Size and modification time of each source file: a replaced file is prepared again."""
+    files = [*spec.images.values(), *([] if spec.label is None else [spec.label])]
+    return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+
+
 def _is_complete(out: Path, spec: CaseSpec, fp: str) -> bool:
     try:
         props = json.loads((out / f"{spec.case}.json").read_text())
+        stamp = _source_stamp(spec)
     except (OSError, json.JSONDecodeError):
         return False
     label = None if spec.label is None else str(spec.label)
     return (props.get("fingerprint") == fp
+            and props.get("source_stamp") == stamp
             and props.get("source_files") == {m: str(p) for m, p in spec.images.items()}
             and props.get("label_file") == label
             and (out / f"{spec.case}.npy").exists()
@@ -68,8 +82,21 @@ def _is_complete(out: Path, spec: CaseSpec, fp: str) -> bool:
 
 
 def _prepare_one(spec: CaseSpec, cfg: PrepareConfig, out: Path, fp: str) -> tuple[str, bool]:
-    """Preprocess one case and write its files (json last). Runs in a worker process."""
+    """Preprocess one case and write its files (json last). Runs in a worker process.
+
+    A case that fails leaves none of its files behind (not even those of an earlier run).
+    """
     (out / f"{spec.case}.json").unlink(missing_ok=True)
+    try:
+        return _write_case(spec, cfg, out, fp)
+    except BaseException:
+        for path in _case_files(out, spec.case):
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _write_case(spec: CaseSpec, cfg: PrepareConfig, out: Path, fp: str) -> tuple[str, bool]:
+    stamp = _source_stamp(spec)  # before reading: a file changed meanwhile is redone later
     try:
         result = preprocess_case(spec, cfg)
     except DuetsegError:
@@ -83,7 +110,8 @@ def _prepare_one(spec: CaseSpec, cfg: PrepareConfig, out: Path, fp: str) -> tupl
         save_npy(result.label, seg)
     else:
         seg.unlink(missing_ok=True)
-    save_json({**result.properties, "fingerprint": fp}, out / f"{spec.case}.json")
+    save_json({**result.properties, "fingerprint": fp, "source_stamp": stamp},
+              out / f"{spec.case}.json")
     return spec.case, result.label is not None
 
 
@@ -152,9 +180,16 @@ def prepare_dataset(input_path: Path, out: Path, cfg: PrepareConfig, num_workers
         The finished cache.
 
     Raises:
-        InputError: bad input (the first failing case stops the run).
+        InputError: bad input (the first failing case stops the run; cases finished
+            before it stay complete, the failing case leaves no files).
+        ConfigError: ``out`` is the input folder, or an existing file.
     """
     input_path, out = Path(input_path), Path(out)
+    input_dir = input_path if input_path.is_dir() else input_path.parent
+    if out.resolve() == input_dir.resolve():
+        raise ConfigError(f"cache folder {out} must differ from the input folder {input_dir}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"cache folder {out} is an existing file")
     specs = discover_cases(input_path, cfg.modalities, cfg.layout)
     specs = [CaseSpec(s.case, {m: p.resolve() for m, p in s.images.items()},
                       None if s.label is None else s.label.resolve()) for s in specs]
@@ -164,6 +199,8 @@ def prepare_dataset(input_path: Path, out: Path, cfg: PrepareConfig, num_workers
     fp, source = fingerprint(cfg), str(input_path.resolve())
     _reset_if_stale(out, fp, source)
     todo = [s for s in specs if not _is_complete(out, s, fp)]
+    if todo:  # dataset.json is only there while every case it lists is complete
+        (out / "dataset.json").unlink(missing_ok=True)
     if progress and len(todo) < len(specs):
         print(f"duetseg prepare: {len(specs) - len(todo)} cases already cached, "
               f"{len(todo)} to do", file=sys.stderr)

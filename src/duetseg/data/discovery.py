@@ -205,6 +205,36 @@ def _discover_csv(path: Path, modalities: list[str]) -> list[CaseSpec]:
     return [specs[c] for c in sorted(specs)]
 
 
+# suffixes duetseg appends to a case name for its other files (cache label, predict outputs)
+_DERIVED_SUFFIXES = ("_seg", "_prob", "_disagreement")
+_RESERVED = {"dataset"}  # the cache's dataset.json
+
+
+def _check_case_names(specs: list[CaseSpec], source: Path) -> None:
+    """Case names become file names: refuse those that are unsafe or would clash."""
+    by_lower: dict[str, str] = {}
+    for spec in specs:
+        name = spec.case
+        if (name != name.strip() or name.startswith(".") or "/" in name or "\\" in name
+                or "\0" in name):
+            raise InputError("case name is not a safe file name (no path separators, no "
+                             "leading dot or surrounding spaces)", case=name, file=source)
+        if name.lower() in _RESERVED:
+            raise InputError("case name is reserved (the cache's own dataset.json)", case=name,
+                             file=source)
+        other = by_lower.setdefault(name.lower(), name)
+        if other != name:
+            raise InputError(f"case names {other!r} and {name!r} differ only in upper/lower "
+                             f"case; their files would overwrite each other on "
+                             f"case-insensitive file systems", case=name, file=source)
+    for name, original in by_lower.items():
+        for suffix in _DERIVED_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in by_lower:
+                raise InputError(f"case name clashes with the {suffix!r} files of case "
+                                 f"{by_lower[name[: -len(suffix)]]!r}", case=original,
+                                 file=source)
+
+
 def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
                    require_labels: bool = False) -> list[CaseSpec]:
     """List the cases of a dataset.
@@ -221,7 +251,9 @@ def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
 
     Raises:
         InputError: unknown layout, requested modality absent, missing modality or label
-            file, duplicate case names or an empty dataset.
+            file, duplicate case names (also ones differing only in upper/lower case), case
+            names that are unsafe as file names or clash with derived files
+            (``<case>_seg``), or an empty dataset.
     """
     root = Path(root)
     if layout == "auto":
@@ -240,6 +272,7 @@ def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
         specs = _discover_csv(root, modalities)
     if not specs:
         raise InputError(f"empty dataset: no cases found (layout {layout!r})", file=root)
+    _check_case_names(specs, root)
     for spec in specs:
         for path in [*spec.images.values(), *([spec.label] if spec.label else [])]:
             if not path.is_file():

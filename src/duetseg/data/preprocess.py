@@ -4,7 +4,10 @@ The properties dict of a case (JSON-serialisable, saved as ``<case>.json`` in th
 
 * ``case``, ``modalities``, ``source_files`` (modality -> path), ``label_file`` (or None),
   ``labelled``;
-* original file geometry (of the first modality; predictions are written like it):
+* ``reference_modality``: the modality whose grid the cache uses (the first one, or with
+  registration the registration reference); ``registration``: modality -> transform and
+  quality (see :mod:`duetseg.data.registration`), or None without registration;
+* original file geometry (of the reference modality; predictions are written like it):
   ``original_shape``, ``original_affine``, ``original_axcodes``, ``original_ornt``
   (``nibabel.orientations.io_orientation`` of the original affine), ``original_zooms``,
   ``qform_code``, ``sform_code``;
@@ -28,6 +31,7 @@ import numpy as np
 
 from duetseg.config import PrepareConfig
 from duetseg.data import geometry as geo
+from duetseg.data import registration as reg
 from duetseg.data.discovery import CaseSpec
 from duetseg.data.normalize import normalize
 from duetseg.errors import ConfigError, InputError
@@ -57,7 +61,7 @@ def map_labels(label: np.ndarray, mapping, num_classes: int, case: str,
     Args:
         label: stored label values (integers, possibly stored as floats).
         mapping: ``"whole_tumour"`` (any value > 0 becomes 1), ``"identity"`` (values must
-            already be classes) or a dict original value -> class.
+            already be classes) or a dict original value -> class (0 -> 0 unless the dict maps 0).
         num_classes: number of classes.
         case: case name (errors).
         file: label file (errors).
@@ -86,7 +90,8 @@ def map_labels(label: np.ndarray, mapping, num_classes: int, case: str,
     if not isinstance(mapping, dict):
         raise ConfigError(f"label_mapping must be 'whole_tumour', 'identity' or a dict, "
                           f"got {mapping!r}")
-    table = {int(k): int(v) for k, v in mapping.items()}
+    # Background stays background unless the mapping says otherwise.
+    table = {0: 0} | {int(k): int(v) for k, v in mapping.items()}
     wrong = {k: v for k, v in table.items() if not 0 <= v < num_classes}
     if wrong:
         raise ConfigError(f"label_mapping targets outside 0..{num_classes - 1}: {wrong}")
@@ -103,6 +108,11 @@ def map_labels(label: np.ndarray, mapping, num_classes: int, case: str,
 def preprocess_case(spec: CaseSpec, cfg: PrepareConfig) -> PreprocessedCase:
     """Run the preparation pipeline on one case.
 
+    With ``cfg.registration.enabled`` every other modality is rigidly registered to the
+    reference modality and resampled onto its grid, which then defines the cache and the
+    geometry predictions are written in; the label must be on that grid. Without it, all
+    volumes must share one grid.
+
     Args:
         spec: the case's files.
         cfg: preparation settings.
@@ -112,30 +122,41 @@ def preprocess_case(spec: CaseSpec, cfg: PrepareConfig) -> PreprocessedCase:
 
     Raises:
         InputError: unreadable or invalid volumes, modalities or label on different grids,
-            unknown label values.
+            a failed or implausible registration, unknown label values.
     """
     names = list(spec.images)
     originals = {m: geo.load_original(spec.images[m], spec.case) for m in names}
-    ref_original = originals[names[0]]
     canon = {m: nib.as_closest_canonical(img) for m, img in originals.items()}
     for m in names:
         canon[m].set_filename(str(spec.images[m]))
-    geo.check_same_grid(canon, spec.case)
-    ref = canon[names[0]]
+    registration = None
+    if cfg.registration.enabled:
+        ref_name = reg.reference_modality(cfg)
+        canon, registration = reg.register_modalities(canon, spec.images, ref_name,
+                                                      cfg.registration, spec.case)
+    else:
+        ref_name = names[0]
+        geo.check_same_grid(canon, spec.case)
+    ref = canon[ref_name]
     props: dict = {
         "case": spec.case,
         "modalities": names,
         "source_files": {m: str(spec.images[m]) for m in names},
         "label_file": None if spec.label is None else str(spec.label),
         "labelled": spec.label is not None,
-        **geo.orientation_properties(ref_original),
+        "reference_modality": ref_name,
+        "registration": registration,
+        **geo.orientation_properties(originals[ref_name]),
         "canonical_shape": [int(s) for s in ref.shape],
         "canonical_affine": np.asarray(ref.affine, dtype=float).tolist(),
     }
     label = None
     if spec.label is not None:
         lab_img = geo.load_volume(spec.label, spec.case, is_label=True)
-        geo.check_same_grid({names[0]: ref, "label": lab_img}, spec.case)
+        if registration is None:
+            geo.check_same_grid({ref_name: ref, "label": lab_img}, spec.case)
+        else:
+            reg.check_label_grid(ref_name, ref, lab_img, spec.case, spec.images, spec.label)
         label = map_labels(np.asanyarray(lab_img.dataobj), cfg.label_mapping, cfg.num_classes,
                            spec.case, spec.label)
 

@@ -12,6 +12,14 @@ A batch is a pure function of ``(seed, iteration)``:
 
 A run resumed at iteration ``t`` therefore sees exactly the batches it would have seen,
 whatever the number of DataLoader workers.
+
+Data-parallel runs (``world_size`` W > 1): the global batch of iteration ``t`` is the batch
+above with ``W x labeled_bs`` labelled and ``W x (batch_size - labeled_bs)`` unlabelled slots,
+and rank ``r`` takes the ``r``-th block of each part (its labelled slots
+``r * labeled_bs ...``, its unlabelled slots likewise). Ranks thus draw different slots of
+one walk (different cases as long as a pass holds enough cases, and never the same crop
+stream), and concatenating the ranks' parts gives exactly what one process with the global
+batch would draw. With W = 1 this is the single-process sampler, unchanged.
 """
 
 from __future__ import annotations
@@ -49,15 +57,18 @@ class TwoStreamBatches(Dataset):
         flip: random flip along one axis.
         rot90: random 90 degree rotations in (x, y) (square crops only).
         foreground_prob: probability that a labelled crop is centred on foreground.
+        rank: this process's rank in a data-parallel run.
+        world_size: number of processes (``batch_size`` and ``labeled_bs`` are per process).
 
     Raises:
-        ConfigError: inconsistent batch sizes, no labelled cases or a bad crop size.
+        ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size or rank.
         InputError: a cache file is missing.
     """
 
     def __init__(self, cache_root: Path, labeled: list[str], unlabeled: list[str],
                  crop_size: Any, batch_size: int, labeled_bs: int, seed: int,
-                 flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0):
+                 flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0,
+                 rank: int = 0, world_size: int = 1):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -67,6 +78,7 @@ class TwoStreamBatches(Dataset):
         self.seed = int(seed)
         self.flip, self.rot90 = bool(flip), bool(rot90)
         self.foreground_prob = float(foreground_prob)
+        self.rank, self.world_size = int(rank), int(world_size)
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
         if not 1 <= self.labeled_bs <= self.batch_size:
@@ -74,6 +86,8 @@ class TwoStreamBatches(Dataset):
                               f"({batch_size})")
         if len(self.crop_size) != 3 or min(self.crop_size) <= 0:
             raise ConfigError(f"crop_size must be three positive integers, got {crop_size}")
+        if not 0 <= self.rank < self.world_size:
+            raise ConfigError(f"rank {rank} is not in a world of {world_size} processes")
         if not 0.0 <= self.foreground_prob <= 1.0:
             raise ConfigError(f"foreground_prob must be in [0, 1], got {foreground_prob}")
         for case in self.labeled + self.unlabeled:
@@ -113,15 +127,22 @@ class TwoStreamBatches(Dataset):
         n = len(cases)
         return cases[int(self._permutation(stream, position // n, n)[position % n])]
 
-    def cases_for(self, iteration: int) -> list[str]:
-        """The case of each slot of the batch of ``iteration`` (labelled slots first)."""
-        n_unl = self.batch_size - self.labeled_bs
-        out = [self._walk(self.labeled, _LABELLED_STREAM, iteration * self.labeled_bs + j)
-               for j in range(self.labeled_bs)]
+    def _slots(self, iteration: int) -> list[tuple[str, int]]:
+        """``(case, global slot)`` of each of this rank's slots (labelled first)."""
+        n_lab, n_unl = self.labeled_bs, self.batch_size - self.labeled_bs
+        w, r = self.world_size, self.rank
+        out = []
+        for j in range(r * n_lab, (r + 1) * n_lab):
+            out.append((self._walk(self.labeled, _LABELLED_STREAM, iteration * w * n_lab + j), j))
         pool = self.unlabeled or self.labeled
-        out += [self._walk(pool, _UNLABELLED_STREAM, iteration * n_unl + j)
-                for j in range(n_unl)]
+        for j in range(r * n_unl, (r + 1) * n_unl):
+            out.append((self._walk(pool, _UNLABELLED_STREAM, iteration * w * n_unl + j),
+                        w * n_lab + j))
         return out
+
+    def cases_for(self, iteration: int) -> list[str]:
+        """The case of each slot of this rank's batch of ``iteration`` (labelled slots first)."""
+        return [case for case, _ in self._slots(iteration)]
 
     # -- data access --------------------------------------------------------------------
 
@@ -151,10 +172,11 @@ class TwoStreamBatches(Dataset):
         iteration = int(iteration)
         if iteration < 0:
             raise IndexError(f"iteration {iteration} is negative")
-        cases = self.cases_for(iteration)
+        slots = self._slots(iteration)
+        cases = [case for case, _ in slots]
         images, labels = [], []
-        for slot, case in enumerate(cases):
-            rng = np.random.default_rng([self.seed, _CROP_STREAM, iteration, slot])
+        for slot, (case, global_slot) in enumerate(slots):
+            rng = np.random.default_rng([self.seed, _CROP_STREAM, iteration, global_slot])
             image = self._array(case)
             if image.ndim != 4:
                 raise InputError(f"expected a (C, X, Y, Z) array, got shape {image.shape}",

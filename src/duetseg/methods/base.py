@@ -64,6 +64,9 @@ class Method(nn.Module, ABC):
     description: ClassVar[str] = ""
     default_weight: ClassVar[float] = 1.0
     default_rampup_fraction: ClassVar[float] = 0.5
+    # True for a method whose steps may leave trainable parameters without a gradient:
+    # data-parallel training then lets DDP look for them (``find_unused_parameters``).
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     class Options(StrictModel):
         """Method-specific options (none by default)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +25,26 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Load a checkpoint safely (``weights_only=True``: no pickled code is executed).
 
     Raises:
-        ConfigError: missing or unreadable file, or content that is not plain data.
+        ConfigError: missing or unreadable file, content that is not plain data, or not a
+            duetseg checkpoint.
     """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message suggests weights_only=False: keep only what the file holds
+        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not|$)", str(exc), re.M)
+        detail = found.group(1) if found else str(exc).splitlines()[0]
+        raise ConfigError(f"checkpoint {path} cannot be loaded safely: it holds more than "
+                          f"tensors and plain data ({detail}); refused, as loading it could "
+                          f"run code") from exc
+    except Exception as exc:  # torch raises RuntimeError, EOFError... for broken files
         raise ConfigError(f"checkpoint {path} cannot be loaded safely: {exc}") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("method"), dict):
+        raise ConfigError(f"checkpoint {path} is not a duetseg checkpoint (no 'method' weights)")
+    return state
 
 
 def check_compatible(state: dict[str, Any], meta: dict[str, Any], path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from duetseg.atomic import save_text
 from duetseg.config import Config
@@ -18,12 +19,24 @@ def load_run_config(run_dir: Path) -> Config:
     """The resolved config saved in ``run_dir/config.yaml``.
 
     Raises:
-        ConfigError: the run dir has no config.
+        ConfigError: the run dir has no config, or an invalid one (YAML tags that would
+            build Python objects are refused by the safe loader).
     """
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a duetseg run directory (no config.yaml)")
-    return Config.model_validate(yaml.safe_load(path.read_text()))
+    try:
+        return Config.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise ConfigError(f"{path}: invalid run config: {exc}") from exc
+
+
+def _differences(old: object, new: object, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
 def prepare_run_dir(cfg: Config, cache, run_dir: Path, resume: bool) -> dict[str, list[str]]:
@@ -46,11 +59,15 @@ def prepare_run_dir(cfg: Config, cache, run_dir: Path, resume: bool) -> dict[str
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and (run_dir / "config.yaml").exists():
         saved = load_run_config(run_dir)
-        if saved.model_dump(mode="json") != cfg.model_dump(mode="json"):
+        diffs = _differences(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
+        if diffs:
             raise ConfigError(
                 f"cannot resume {run_dir}: the config differs from its config.yaml "
-                f"(resume with the saved config, or start a new run)"
+                f"({'; '.join(diffs)}); resume with the saved config, or start a new run"
             )
+    for folder in (run_dir, run_dir / "checkpoints"):  # left by a killed atomic write
+        for tmp in folder.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
     splits_path = run_dir / "splits.json"
     if resume and splits_path.exists():
         splits = load_splits(splits_path)

@@ -14,7 +14,7 @@ from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.evaluation.metrics import multiclass_metrics
 from duetseg.evaluation.summary import format_table, summarize, write_metrics_csv
-from duetseg.inference import predict_volume
+from duetseg.inference import keep_largest_component, predict_volume
 from duetseg.workflows.loading import TrainedRun, load_trained_run
 
 __all__ = ["predict_probabilities", "evaluate_run"]
@@ -32,11 +32,13 @@ def predict_probabilities(run: TrainedRun, image: np.ndarray, tta_flip: bool | N
 
 def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
                  device: str = "auto", save_all_outputs: bool = False,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, largest_component: bool | None = None) -> dict:
     """Evaluate a trained run on one split, in the original image geometry.
 
     Writes ``eval/<split>/metrics.csv``, ``summary.json`` and ``predictions/<case>.nii.gz``
     (the primary output; with ``save_all_outputs`` also ``predictions/<output>/``).
+    ``largest_component`` (default: the run's ``inference.largest_component``) keeps only
+    the largest connected component of each foreground class of every output's mask.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -54,6 +56,8 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
     out = Path(run_dir) / "eval" / split
     primary = run.method.primary_output
     classes = list(range(1, run.cache.num_classes))
+    if largest_component is None:
+        largest_component = run.cfg.inference.largest_component
     rows = []
     for case in tqdm(cases, desc=f"evaluate {split}", disable=not progress):
         props = run.cache.properties(case)
@@ -63,6 +67,8 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
         probs = predict_probabilities(run, run.cache.load_image(case))
         for name, p in probs.items():
             pred = restore_to_original(p, props, is_label=False).argmax(0).astype(np.uint8)
+            if largest_component:
+                pred = keep_largest_component(pred)
             if name == primary:
                 write_like_original(pred, props, out / "predictions" / f"{case}.nii.gz")
             elif save_all_outputs:
@@ -74,6 +80,7 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
         "run": str(run_dir), "split": split, "checkpoint": run.checkpoint.name,
         "method": run.cfg.method.name, "primary_output": primary,
         "outputs": run.method.describe_outputs(), "n_cases": len(cases),
+        "largest_component": bool(largest_component),
         "asd_convention": "directed, prediction surface to reference surface (mm)",
         "metrics": summarize(rows),
     }

@@ -1,36 +1,190 @@
-"""``duetseg predict``: new cases -> NIfTI masks in each input's own geometry."""
+"""``duetseg predict``: new cases -> NIfTI masks in each input's own geometry.
+
+Per case ``<case>`` the output folder gets:
+
+* ``<case>.nii.gz``: the primary output's label map (uint8), shape and affine of the input;
+* ``<case>_prob.nii.gz`` (``save_probabilities``): the primary output's class probabilities,
+  float32, 4D (X, Y, Z, C) in the input's geometry;
+* ``<case>_disagreement.nii.gz`` (``save_disagreement``): float32 map in [0, 1], see
+  :func:`disagreement_map`;
+
+and ``disagreement.csv`` holds one row per case (see :data:`CSV_COLUMNS`).
+
+Everything is computed in the original geometry: the probabilities of every output are put
+back into the input's grid first (linear interpolation), then argmax, the optional
+largest-component filter, the maps and the scores follow, so the scores describe exactly
+the voxels a reader sees. Every file is written atomically, and ``disagreement.csv`` is
+rewritten after each case: a killed run leaves complete files only, and running it again
+(by default recomputing every case, or with ``skip_existing`` only the missing ones)
+completes the set.
+"""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
+import math
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from duetseg.atomic import atomic_path
+from duetseg.atomic import save_text
 from duetseg.data.discovery import discover_cases
 from duetseg.data.geometry import restore_to_original, write_like_original
 from duetseg.data.preprocess import preprocess_case
 from duetseg.errors import ConfigError
+from duetseg.inference.postprocess import keep_largest_component
 from duetseg.workflows.evaluate import predict_probabilities
 from duetseg.workflows.loading import load_trained_run
 
-__all__ = ["predict_folder"]
+__all__ = ["CSV_COLUMNS", "disagreement_map", "normalised_entropy", "predict_folder"]
+
+CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml")
+
+
+def normalised_entropy(probs: np.ndarray) -> np.ndarray:
+    """Voxel-wise entropy of (C, X, Y, Z) probabilities divided by log C, in [0, 1]."""
+    p = np.clip(probs, 1e-12, 1.0)
+    ent = -(probs * np.log(p)).sum(0) / math.log(probs.shape[0])
+    return np.clip(ent, 0.0, 1.0).astype(np.float32)
+
+
+def disagreement_map(probs: dict[str, np.ndarray], primary: str) -> np.ndarray:
+    """Voxel-wise disagreement in [0, 1] of one case's outputs.
+
+    Methods with two or more branch outputs (``branch_a``, ``branch_b``, ...): the largest
+    absolute difference between two branches' foreground probabilities (1 - p(background)),
+    i.e. max over pairs of |p_i - p_j| = max_i p_i - min_i p_i. Methods with a single
+    network have no branches to compare: the normalised entropy of the primary output.
+
+    Args:
+        probs: output name -> (C, X, Y, Z) probabilities.
+        primary: name of the primary output.
+
+    Returns:
+        (X, Y, Z) float32 map.
+    """
+    branches = [v for k, v in sorted(probs.items()) if k.startswith("branch_")]
+    if len(branches) < 2:
+        return normalised_entropy(probs[primary])
+    fg = np.stack([1.0 - b[0] for b in branches])
+    return np.clip(fg.max(0) - fg.min(0), 0.0, 1.0).astype(np.float32)
+
+
+def _outputs_of(out_dir: Path, case: str, probabilities: bool, disagreement: bool) -> list[Path]:
+    paths = [out_dir / f"{case}.nii.gz"]
+    if probabilities:
+        paths.append(out_dir / f"{case}_prob.nii.gz")
+    if disagreement:
+        paths.append(out_dir / f"{case}_disagreement.nii.gz")
+    return paths
+
+
+def _read_rows(path: Path) -> dict[str, dict[str, str]]:
+    """Rows of an existing ``disagreement.csv`` with all current columns (else none)."""
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+                return {}
+            return {row["case"]: row for row in reader}
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return {}
+
+
+def _write_rows(rows: dict[str, dict], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for case in sorted(rows):
+        writer.writerow(rows[case])
+    save_text(buf.getvalue(), path)
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete ``.tmp-*`` files left in ``out_dir`` by a killed atomic write."""
+    if out_dir.is_dir():
+        for path in out_dir.glob(".tmp-*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+
+
+def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: bool,
+                  save_probabilities: bool, save_disagreement: bool) -> dict:
+    """Predict one case, write its files and return its ``disagreement.csv`` row."""
+    case = preprocess_case(dataclasses.replace(spec, label=None), run.cache.settings)
+    props = case.properties
+    primary = run.method.primary_output
+    cached = predict_probabilities(run, case.image, tta_flip=tta_flip or None)
+    probs = {k: restore_to_original(v, props, is_label=False) for k, v in cached.items()}
+    del cached
+    mask = probs[primary].argmax(0).astype(np.uint8)
+    # the scores cover every voxel that any output calls foreground, so a lesion only one
+    # branch sees still counts (and an island removed below still counts as doubt)
+    region = np.zeros(mask.shape, dtype=bool)
+    for p in probs.values():
+        region |= p.argmax(0) > 0
+    if largest_component:
+        mask = keep_largest_component(mask)
+    dis = disagreement_map(probs, primary)
+    ent = normalised_entropy(probs[primary])
+    if save_probabilities:
+        write_like_original(probs[primary], props, out_dir / f"{spec.case}_prob.nii.gz",
+                            dtype=np.float32)
+    if save_disagreement:
+        write_like_original(dis, props, out_dir / f"{spec.case}_disagreement.nii.gz",
+                            dtype=np.float32)
+    write_like_original(mask, props, out_dir / f"{spec.case}.nii.gz")
+    voxel_ml = abs(float(np.linalg.det(np.asarray(props["original_affine"])[:3, :3]))) / 1000
+    fg = int((mask > 0).sum())
+    has = bool(region.any())
+    return {
+        "case": spec.case,
+        "disagreement": f"{float(dis[region].mean()) if has else math.nan:.6f}",
+        "entropy": f"{float(ent[region].mean()) if has else math.nan:.6f}",
+        "foreground_voxels": fg,
+        "volume_ml": f"{fg * voxel_ml:.4f}",
+    }
 
 
 def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: str = "best",
                    device: str = "auto", layout: str = "auto", tta_flip: bool = False,
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, largest_component: bool = False,
+                   save_probabilities: bool = False, save_disagreement: bool = False,
+                   skip_existing: bool = False) -> list[Path]:
     """Segment every case found in ``input_path`` with a trained run.
 
     Cases are read with the run's modalities and preprocessed exactly as its cache was; each
-    mask is written as ``<out_dir>/<case>.nii.gz`` with the input's shape and affine. A CSV
-    ``disagreement.csv`` gives, per case, the mean absolute difference between the branches'
-    foreground probabilities inside the predicted mask (high = check this case).
+    mask is written as ``<out_dir>/<case>.nii.gz`` with the input's shape and affine (see the
+    module docstring for the optional files). ``disagreement.csv`` has, per case, the mean
+    of :func:`disagreement_map` and of the primary output's normalised entropy over the
+    voxels any output labels foreground (``nan`` when none does), the number of foreground
+    voxels of the written mask and its volume in ml. High disagreement or entropy = check
+    this case first; an empty mask (``foreground_voxels`` 0) deserves a look too.
+
+    Args:
+        run_dir: trained run directory.
+        input_path: BraTS-style folder, nnU-Net raw folder or CSV manifest.
+        out_dir: output folder (created); must differ from the input folder.
+        checkpoint: "best" or "last".
+        device: "auto", "cpu", "cuda", ...
+        layout: input layout ("auto", "brats", "nnunet", "csv").
+        tta_flip: flip test-time augmentation (also on when the run's config sets it).
+        progress: show a progress bar.
+        largest_component: keep only the largest connected component of each foreground
+            class of the mask (also on when the run's config sets it); the probability
+            maps are left as predicted.
+        save_probabilities: also write ``<case>_prob.nii.gz``.
+        save_disagreement: also write ``<case>_disagreement.nii.gz``.
+        skip_existing: keep cases whose files and ``disagreement.csv`` row already exist
+            (default: every case is predicted again and overwritten).
 
     Returns:
-        Paths of the written masks.
+        Paths of the masks of all cases (written or kept).
 
     Raises:
         ConfigError: output folder equal to the input folder.
@@ -40,24 +194,21 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     if out_dir.resolve() == (input_path if input_path.is_dir() else input_path.parent).resolve():
         raise ConfigError(f"output folder {out_dir} must differ from the input folder")
     run = load_trained_run(run_dir, checkpoint, device)
-    settings = run.cache.settings
-    specs = discover_cases(input_path, list(settings.modalities), layout)
-    primary = run.method.primary_output
-    written, lines = [], ["case,disagreement,foreground_voxels"]
-    for spec in tqdm(specs, desc="predict", disable=not progress):
-        case = preprocess_case(dataclasses.replace(spec, label=None), settings)
-        probs = predict_probabilities(run, case.image, tta_flip=tta_flip or None)
-        pred = restore_to_original(probs[primary], case.properties, is_label=False).argmax(0)
-        target = out_dir / f"{spec.case}.nii.gz"
-        write_like_original(pred.astype(np.uint8), case.properties, target)
-        written.append(target)
-        branches = [v for k, v in probs.items() if k.startswith("branch_")]
-        mask = probs[primary].argmax(0) > 0
-        score = float("nan")
-        if len(branches) >= 2 and mask.any():
-            fg = np.stack([b[1:].sum(0) for b in branches])
-            score = float(np.abs(fg[:, None] - fg[None]).max((0, 1))[mask].mean())
-        lines.append(f"{spec.case},{score:.6f},{int(mask.sum())}")
-    with atomic_path(out_dir / "disagreement.csv") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return written
+    largest_component = largest_component or run.cfg.inference.largest_component
+    specs = discover_cases(input_path, list(run.cache.settings.modalities), layout)
+    _remove_stale_temporaries(out_dir)
+    csv_path = out_dir / "disagreement.csv"
+    old = _read_rows(csv_path) if skip_existing else {}
+    files = {s.case: _outputs_of(out_dir, s.case, save_probabilities, save_disagreement)
+             for s in specs}
+    # a case is complete when its files exist and the CSV has its row (the row is written
+    # last); complete cases keep their rows while the others are predicted
+    rows = {c: row for c, row in old.items()
+            if c in files and all(p.is_file() for p in files[c])}
+    for spec in tqdm([s for s in specs if s.case not in rows], desc="predict",
+                     disable=not progress):
+        rows[spec.case] = _predict_case(run, spec, out_dir, tta_flip, largest_component,
+                                        save_probabilities, save_disagreement)
+        _write_rows(rows, csv_path)
+    _write_rows(rows, csv_path)
+    return [files[s.case][0] for s in specs]

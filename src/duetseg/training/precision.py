@@ -1,0 +1,56 @@
+"""Numeric precision and memory layout of the training and inference passes.
+
+On CUDA, bf16 autocast is the default (``amp: auto``): it halves activation memory and uses
+the tensor cores, and unlike fp16 it needs no loss scaling because bf16 keeps float32's
+exponent range. On CPU the float32 path is kept exact (``auto`` resolves to ``none``), so
+CPU runs stay bitwise reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import torch
+
+__all__ = ["AmpMode", "resolve_amp", "autocast_context", "to_memory_format"]
+
+AmpMode = Literal["auto", "none", "bf16"]
+
+
+def resolve_amp(mode: str, device: torch.device) -> str:
+    """Resolve ``auto`` to ``bf16`` on a CUDA device that supports it, else ``none``.
+
+    Args:
+        mode: ``auto``, ``none`` or ``bf16``.
+        device: where the network runs.
+
+    Returns:
+        ``none`` or ``bf16``.
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode not in ("auto", "none", "bf16"):
+        raise ValueError(f"unknown amp mode {mode!r} (auto | none | bf16)")
+    if device.type != "cuda":
+        return "none"
+    if mode == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "none"
+    return mode
+
+
+def autocast_context(device: torch.device, mode: str):
+    """Autocast for ``mode`` (after :func:`resolve_amp`); a no-op for ``none`` or on CPU."""
+    if resolve_amp(mode, device) == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_memory_format(module_or_tensor, channels_last: bool):
+    """Convert a module or a 5D tensor to ``channels_last_3d`` when asked (else unchanged)."""
+    if not channels_last:
+        return module_or_tensor
+    if isinstance(module_or_tensor, torch.Tensor) and module_or_tensor.dim() != 5:
+        return module_or_tensor
+    return module_or_tensor.to(memory_format=torch.channels_last_3d)
