@@ -28,7 +28,7 @@ def measure(method: str, crop: int, steps: int, device: str, width: int,
 
     from duetseg.config import MethodConfig, ModelConfig
     from duetseg.methods import MethodContext, build_method
-    from duetseg.training.precision import autocast_context
+    from duetseg.precision import autocast_context
 
     torch.manual_seed(0)
     dev = torch.device(device)

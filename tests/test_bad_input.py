@@ -424,6 +424,7 @@ def test_predict_bad_case_names_it_and_leaves_nothing_partial(runs, tmp_path, ca
     ({"modalities": ["t2", "t1ce"]}, "modalities: checkpoint ['t1ce', 't2'] vs expected "
                                      "['t2', 't1ce']"),
     ({"num_classes": 3}, "num_classes: checkpoint 2 vs expected 3"),
+    ({"default_normalization": {"scheme": "zscore_nonzero"}}, "preprocessing: checkpoint"),
 ])
 def test_checkpoint_from_another_configuration_is_refused(runs, tmp_path, capsys, settings,
                                                           detail):
@@ -459,3 +460,13 @@ def test_resume_with_a_changed_config_names_the_differences(runs, tmp_path, caps
     line = cli_error_line(["train", "--out", str(run), "--quiet", "--config",
                         str(run / "config.yaml")], capsys)
     assert "already holds a training run" in line and "--resume" in line
+
+
+def test_checkpoint_without_preprocessing_fingerprint_still_loads(tmp_path):
+    from duetseg.training.checkpoint import check_compatible
+
+    meta = {"modalities": ["a", "b"], "num_classes": 2, "preprocessing": "abc"}
+    old = {"meta": {"modalities": ["a", "b"], "num_classes": 2}}  # written before the key
+    check_compatible(old, meta, tmp_path / "old.pt")
+    with pytest.raises(ConfigError, match="preprocessing: checkpoint 'xyz'"):
+        check_compatible({"meta": {**meta, "preprocessing": "xyz"}}, meta, tmp_path / "n.pt")

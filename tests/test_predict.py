@@ -221,6 +221,9 @@ def test_largest_component_in_predict_and_evaluate(runs, tmp_path):
         masks[lc], _ = _load(run / "eval" / "test" / "predictions" / f"{case}.nii.gz")
     assert _components(masks[True]) <= 1
     assert np.array_equal(masks[True], keep_largest_component(masks[False]))
+    main(["evaluate", str(run), "--device", "cpu", "--largest-component"])
+    cli_summary = json.loads((run / "eval" / "test" / "summary.json").read_text())
+    assert cli_summary["largest_component"] is True
 
 
 def test_skip_existing_completes_an_interrupted_run(runs, new_cases, tmp_path):

@@ -145,11 +145,15 @@ def evaluate(
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
     device: Annotated[str, typer.Option()] = "auto",
     all_outputs: Annotated[bool, typer.Option(help="also save each branch's masks")] = False,
+    largest_component: Annotated[bool | None, typer.Option(
+        help="keep the largest connected component per class (default: the run's config)",
+    )] = None,
 ) -> None:
     """Predict a split, write NIfTI in the original geometry, metrics.csv and summary.json."""
     from duetseg.workflows.evaluate import evaluate_run
 
-    evaluate_run(run_dir, split, checkpoint, device, save_all_outputs=all_outputs)
+    evaluate_run(run_dir, split, checkpoint, device, save_all_outputs=all_outputs,
+                 largest_component=largest_component)
 
 
 @app.command("evaluate-folder")

@@ -190,6 +190,9 @@ class TrainConfig(StrictModel):
     # 0 = plain random crops as in the paper's protocol).
     foreground_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     deterministic: bool = True
+    amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
+    channels_last: bool = False  # channels_last_3d weights and inputs (can help on GPUs)
+    compile: bool = False  # torch.compile the training step
 
 
 class InferenceConfig(StrictModel):
@@ -200,6 +203,10 @@ class InferenceConfig(StrictModel):
     blend: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(default=2, ge=1)
     tta_flip: bool = False
+    # "whole": one pass over the cropped volume padded to a multiple of 16 (no overlapping
+    # windows; falls back to sliding windows when CUDA runs out of memory).
+    mode: Literal["sliding", "whole"] = "sliding"
+    amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     # keep only the largest connected component of each foreground class (in the
     # original geometry, after argmax); used by evaluate and predict
     largest_component: bool = False

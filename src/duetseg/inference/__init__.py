@@ -2,6 +2,6 @@
 lives in data.geometry)."""
 
 from duetseg.inference.postprocess import keep_largest_component
-from duetseg.inference.sliding import Predictor, predict_volume
+from duetseg.inference.sliding import Predictor, predict_volume, predict_with_config
 
-__all__ = ["Predictor", "keep_largest_component", "predict_volume"]
+__all__ = ["Predictor", "keep_largest_component", "predict_volume", "predict_with_config"]

@@ -1,20 +1,38 @@
-"""Whole-volume prediction by sliding windows (MONAI ``sliding_window_inference``)."""
+"""Whole-volume prediction: MONAI sliding windows, or one pass over the padded volume."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
-__all__ = ["Predictor", "predict_volume"]
+from duetseg.precision import autocast_context
+
+__all__ = ["Predictor", "INPUT_MULTIPLE", "predict_volume", "predict_with_config"]
 
 Predictor = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+# Every network here downsamples four times by 2, so a whole-volume pass needs sizes that
+# are multiples of 16 for the decoder's skip connections to line up.
+INPUT_MULTIPLE = 16
 
 
 def _flip_dims(spatial_dims: int = 3) -> list[tuple[int, ...]]:
     return [(d,) for d in range(2, 2 + spatial_dims)]
+
+
+def _whole(predictor: Predictor, x: torch.Tensor, multiple: int) -> dict[str, torch.Tensor]:
+    """One forward pass over ``x`` zero-padded (at the end of each axis) to ``multiple``."""
+    size = x.shape[2:]
+    pad = [(-n) % multiple for n in size]
+    padded = F.pad(x, [p for axis in reversed(pad) for p in (0, axis)])
+    out = predictor(padded)
+    crop = (slice(None), slice(None), *(slice(0, n) for n in size))
+    return {k: v[crop] for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -27,6 +45,8 @@ def predict_volume(
     sw_batch_size: int = 2,
     device: torch.device | str = "cpu",
     tta_flip: bool = False,
+    mode: str = "sliding",
+    amp: str = "none",
 ) -> dict[str, np.ndarray]:
     """Predict class probabilities of every output for one volume.
 
@@ -37,20 +57,41 @@ def predict_volume(
         roi_size: window size; volumes smaller than it are padded by MONAI.
         overlap: window overlap fraction.
         blend: "gaussian" or "constant" window weighting.
-        sw_batch_size: windows per forward pass.
+        sw_batch_size: windows per forward pass (batched, all on ``device``).
         device: where the network runs.
         tta_flip: also average over flips along each spatial axis.
+        mode: ``sliding`` (windows of ``roi_size``) or ``whole`` (one pass over the volume
+            padded to a multiple of 16; falls back to sliding when CUDA runs out of memory).
+        amp: ``none``, ``bf16`` or ``auto`` (bf16 autocast on CUDA, float32 on CPU).
 
     Returns:
         Output name -> (classes, X, Y, Z) float32 probabilities.
+
+    Raises:
+        ValueError: an unknown mode.
     """
+    if mode not in ("sliding", "whole"):
+        raise ValueError(f"unknown inference mode {mode!r} (sliding | whole)")
+    device = torch.device(device)
     x = torch.from_numpy(np.array(image, dtype=np.float32))[None].to(device)
 
-    def run(inp: torch.Tensor) -> dict[str, torch.Tensor]:
+    def sliding(inp: torch.Tensor) -> dict[str, torch.Tensor]:
         return sliding_window_inference(
             inp, roi_size=tuple(roi_size), sw_batch_size=sw_batch_size, predictor=predictor,
             overlap=overlap, mode=blend, sw_device=device, device=device,
         )
+
+    def run(inp: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast_context(device, amp):
+            if mode == "sliding":
+                return {k: v.float() for k, v in sliding(inp).items()}
+            try:
+                return {k: v.float() for k, v in _whole(predictor, inp, INPUT_MULTIPLE).items()}
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                warnings.warn("whole-volume inference ran out of GPU memory; using sliding "
+                              "windows for this volume", stacklevel=3)
+                return {k: v.float() for k, v in sliding(inp).items()}
 
     out = run(x)
     if tta_flip:
@@ -61,4 +102,28 @@ def predict_volume(
                 out[key] = out[key] + torch.flip(flipped[key], dims)
             passes += 1
         out = {k: v / passes for k, v in out.items()}
-    return {k: v[0].float().cpu().numpy() for k, v in out.items()}
+    return {k: v[0].cpu().numpy() for k, v in out.items()}
+
+
+def predict_with_config(predictor: Predictor, image: np.ndarray, roi_size: Sequence[int],
+                        infer, device: torch.device | str,
+                        tta_flip: bool | None = None) -> dict[str, np.ndarray]:
+    """:func:`predict_volume` with the settings of an ``InferenceConfig``.
+
+    Args:
+        predictor: see :func:`predict_volume`.
+        image: (C, X, Y, Z) array.
+        roi_size: window size (the training crop unless the config sets one).
+        infer: the run's ``InferenceConfig``.
+        device: where the network runs.
+        tta_flip: overrides ``infer.tta_flip`` when not None.
+
+    Returns:
+        Output name -> (classes, X, Y, Z) float32 probabilities.
+    """
+    return predict_volume(
+        predictor, image, roi_size, overlap=infer.overlap, blend=infer.blend,
+        sw_batch_size=infer.sw_batch_size, device=device,
+        tta_flip=infer.tta_flip if tta_flip is None else tta_flip, mode=infer.mode,
+        amp=infer.amp,
+    )

@@ -14,6 +14,8 @@ from duetseg.errors import ConfigError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_compatible"]
 
+_ADDED_LATER = frozenset({"preprocessing"})
+
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` via a temporary file and an atomic rename."""
@@ -48,13 +50,17 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def check_compatible(state: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
-    """Refuse a checkpoint made for other modalities, classes or method.
+    """Refuse a checkpoint made for other modalities, classes, method or preprocessing.
+
+    Keys in ``_ADDED_LATER`` are only compared when the checkpoint records them (older
+    checkpoints predate them).
 
     Raises:
         ConfigError: naming the differing keys.
     """
     saved = state.get("meta", {})
-    diffs = {k: (saved.get(k), v) for k, v in meta.items() if saved.get(k) != v}
+    diffs = {k: (saved.get(k), v) for k, v in meta.items()
+             if saved.get(k) != v and not (k in _ADDED_LATER and k not in saved)}
     if diffs:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs expected {b!r}"
                            for k, (a, b) in diffs.items())

@@ -14,10 +14,11 @@ import torch
 from tqdm.auto import tqdm
 
 from duetseg.config import Config
-from duetseg.data.cache import Cache
+from duetseg.data.cache import Cache, fingerprint
 from duetseg.data.sampling import TwoStreamBatches, make_loader
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import MethodContext, build_method
+from duetseg.precision import autocast_context, to_memory_format
 from duetseg.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from duetseg.training.distributed import (
     any_rank,
@@ -62,9 +63,14 @@ def method_context(cfg: Config, cache: Cache) -> MethodContext:
 
 
 def checkpoint_meta(cfg: Config, cache: Cache) -> dict:
-    """Identity of a model: a checkpoint is only loaded where these match."""
+    """Identity of a model: a checkpoint is only loaded where these match.
+
+    ``preprocessing`` is the fingerprint of the cache's settings (spacing, normalisation,
+    label mapping...): a cache re-prepared differently at the same path is refused.
+    """
     return {"modalities": list(cache.modalities), "num_classes": cache.num_classes,
-            "method": cfg.method.name, "model": cfg.model.model_dump(mode="json")}
+            "method": cfg.method.name, "model": cfg.model.model_dump(mode="json"),
+            "preprocessing": fingerprint(cache.settings)}
 
 
 def _seed_everything(seed: int) -> None:
@@ -108,6 +114,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     torch.backends.cudnn.benchmark = not tc.deterministic
 
     method = sync_batchnorm(ctx, build_method(method_context(cfg, cache)).to(device))
+    method = to_memory_format(method, tc.channels_last)
     optimizer = torch.optim.SGD(list(method.trainable_parameters()), lr=tc.lr,
                                 momentum=tc.momentum, weight_decay=tc.weight_decay)
     meta = checkpoint_meta(cfg, cache)
@@ -130,6 +137,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                           stacklevel=2)
     logger = RunLogger(run_dir, resume_from=start if resume else None) if ctx.is_main else None
     step = training_step(ctx, method)
+    if tc.compile:
+        step = torch.compile(step)
 
     def snapshot(iteration: int, best: float, best_it: int) -> dict:
         state = {"iteration": iteration, "method": method.state_dict(),
@@ -183,9 +192,11 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
                 group["lr"] = lr
             if ctx.enabled:  # dropout/noise: a pure function of (seed, rank, iteration)
                 torch.manual_seed(step_seed(tc.seed, ctx.rank, iteration))
-            image = batch["image"].to(device, non_blocking=True)
+            image = to_memory_format(batch["image"].to(device, non_blocking=True),
+                                     tc.channels_last)
             label = batch["label"].to(device, non_blocking=True)
-            losses = step(image, label, iteration)
+            with autocast_context(device, tc.amp):
+                losses = step(image, label, iteration)
             if any_rank(ctx, not bool(torch.isfinite(losses["loss"]))):
                 values = {k: round(float(v.detach()), 4) for k, v in losses.items()}
                 where = f" (rank {ctx.rank}: {values})" if ctx.enabled else f" ({values})"

@@ -7,7 +7,7 @@ import torch
 
 from duetseg.config import InferenceConfig
 from duetseg.evaluation.metrics import dice
-from duetseg.inference import predict_volume
+from duetseg.inference import predict_with_config
 
 __all__ = ["validate"]
 
@@ -34,11 +34,8 @@ def validate(method, cache, cases: list[str], roi_size, infer: InferenceConfig,
     scores: dict[str, list[float]] = {}
     try:
         for case in cases:
-            probs = predict_volume(
-                method.output_probabilities, cache.load_image(case), roi_size,
-                overlap=infer.overlap, blend=infer.blend, sw_batch_size=infer.sw_batch_size,
-                device=device,
-            )
+            probs = predict_with_config(method.output_probabilities, cache.load_image(case),
+                                        roi_size, infer, device, tta_flip=False)
             ref = np.asarray(cache.load_label(case))
             for name, p in probs.items():
                 pred = p.argmax(0)

@@ -14,20 +14,16 @@ from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.evaluation.metrics import multiclass_metrics
 from duetseg.evaluation.summary import format_table, summarize, write_metrics_csv
-from duetseg.inference import keep_largest_component, predict_volume
+from duetseg.inference import keep_largest_component, predict_with_config
 from duetseg.workflows.loading import TrainedRun, load_trained_run
 
 __all__ = ["predict_probabilities", "evaluate_run"]
 
 
 def predict_probabilities(run: TrainedRun, image: np.ndarray, tta_flip: bool | None = None):
-    """Sliding-window probabilities of every output of ``run`` for a cached image."""
-    inf = run.cfg.inference
-    return predict_volume(
-        run.method.output_probabilities, image, run.roi_size, overlap=inf.overlap,
-        blend=inf.blend, sw_batch_size=inf.sw_batch_size, device=run.device,
-        tta_flip=inf.tta_flip if tta_flip is None else tta_flip,
-    )
+    """Probabilities of every output of ``run`` for a cached image (its inference settings)."""
+    return predict_with_config(run.method.output_probabilities, image, run.roi_size,
+                               run.cfg.inference, run.device, tta_flip)
 
 
 def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",

@@ -27,6 +27,7 @@ from pydantic import Field
 from duetseg.config import StrictModel, load_config
 from duetseg.errors import ConfigError
 from duetseg.training import train
+from duetseg.training.distributed import barrier, is_main
 from duetseg.workflows.evaluate import evaluate_run
 
 __all__ = ["GridConfig", "GridRun", "load_grid", "plan_grid", "run_grid"]
@@ -113,5 +114,7 @@ def run_grid(grid: GridConfig, progress: bool = True) -> list[Path]:
         cfg = load_config(grid.base, run.overrides)
         resume = (run.run_dir / "checkpoints" / "last.pt").exists()
         train(cfg, run.run_dir, resume=resume, progress=progress)
-        evaluate_run(run.run_dir, grid.split, progress=progress)
+        if is_main():  # under torchrun only rank 0 evaluates; the others wait for it
+            evaluate_run(run.run_dir, grid.split, progress=progress)
+        barrier()
     return [r.run_dir for r in runs]

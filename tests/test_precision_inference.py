@@ -1,0 +1,85 @@
+"""Precision/memory-format switches and the whole-volume inference mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from duetseg.config import MethodConfig, ModelConfig, load_config
+from duetseg.data.cache import prepare_dataset
+from duetseg.data.synthetic import make_synthetic_dataset
+from duetseg.inference import predict_volume
+from duetseg.methods import MethodContext, build_method
+from duetseg.precision import autocast_context, resolve_amp, to_memory_format
+from duetseg.training import train
+
+
+def _method(width: int = 4):
+    torch.manual_seed(0)
+    ctx = MethodContext(modalities=("a", "b"), num_classes=2, model=ModelConfig(base_width=width),
+                        method=MethodConfig(name="ours"), max_iterations=10)
+    return build_method(ctx).eval()
+
+
+def test_amp_resolves_to_float32_on_cpu():
+    cpu = torch.device("cpu")
+    assert resolve_amp("auto", cpu) == "none" and resolve_amp("bf16", cpu) == "none"
+    with autocast_context(cpu, "auto"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(ValueError, match="unknown amp mode"):
+        resolve_amp("fp8", cpu)
+
+
+def test_channels_last_changes_strides_not_values():
+    method = _method()
+    x = torch.rand(1, 2, 32, 32, 32)
+    ref = method.output_probabilities(x)["ensemble"]
+    cl_method = to_memory_format(method, True)
+    cl_x = to_memory_format(x, True)
+    assert cl_x.is_contiguous(memory_format=torch.channels_last_3d)
+    assert not x.is_contiguous(memory_format=torch.channels_last_3d)
+    out = cl_method.output_probabilities(cl_x)["ensemble"]
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert to_memory_format(x, False) is x
+
+
+def test_whole_volume_equals_one_window_and_handles_odd_sizes():
+    method = _method()
+    image = np.random.default_rng(0).random((2, 32, 32, 32)).astype(np.float32)
+    kw = {"overlap": 0.0, "blend": "constant", "sw_batch_size": 1}
+    whole = predict_volume(method.output_probabilities, image, (32, 32, 32), mode="whole", **kw)
+    window = predict_volume(method.output_probabilities, image, (32, 32, 32), **kw)
+    for key in window:
+        np.testing.assert_allclose(whole[key], window[key], atol=1e-5)
+    odd = np.random.default_rng(1).random((2, 37, 21, 29)).astype(np.float32)
+    out = predict_volume(method.output_probabilities, odd, (16, 16, 16), mode="whole",
+                         tta_flip=True)
+    for value in out.values():
+        assert value.shape == (2, 37, 21, 29)
+        np.testing.assert_allclose(value.sum(0), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown inference mode"):
+        predict_volume(method.output_probabilities, odd, (16, 16, 16), mode="tiles")
+
+
+def test_training_switches_are_wired(tmp_path, monkeypatch):
+    raw = make_synthetic_dataset(tmp_path / "raw", n_cases=4, shape=(32, 32, 32), seed=1)
+    from duetseg.config import PrepareConfig
+
+    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
+    cache = prepare_dataset(raw, tmp_path / "cache", prep, num_workers=1, progress=False)
+    compiled = []
+
+    def fake_compile(fn, **kwargs):
+        compiled.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cfg = load_config("demo", [
+        f"cache={cache.root}", "splits.labeled=2", "splits.val=1", "splits.test=0",
+        "model.base_width=4", "train.crop_size=[16,16,16]", "train.max_iterations=3",
+        "train.val_every=3", "train.num_workers=0", "train.channels_last=true",
+        "train.compile=true", "inference.mode=whole"])
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result.iteration == 3 and len(compiled) == 1
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
