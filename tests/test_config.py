@@ -30,6 +30,9 @@ def test_overrides_parse_yaml_values():
     assert cfg.model.fusion == "add"
     assert cfg.train.crop_size == (16, 16, 32)
     assert cfg.splits.labeled == "5%"
+    # Seed 0 is an ordinary split/training seed (only SimpleITK's registration seed is >= 1).
+    assert load_config("demo").splits.seed == 0
+    assert load_config("demo", ["splits.seed=0", "train.seed=0"]).splits.seed == 0
 
 
 @pytest.mark.parametrize("override", ["train.max_iteration=5", "modle.base_width=4",

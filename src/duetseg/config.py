@@ -134,7 +134,7 @@ class SplitConfig(StrictModel):
     val: float = 0.1
     test: float = 0.2
     labeled: str | int = "10%"
-    seed: int = Field(default=1, ge=1)  # SimpleITK reads seed 0 as "wall clock"
+    seed: int = 0
     train_list: Path | None = None
     val_list: Path | None = None
     test_list: Path | None = None
