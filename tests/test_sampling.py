@@ -209,3 +209,14 @@ def test_two_ranks_never_share_a_case_or_a_crop(cache):
 def test_bad_rank(cache):
     with pytest.raises(ConfigError, match="rank 2"):
         _ds(cache, rank=2, world_size=2)
+
+
+def test_auto_worker_count_follows_the_machine(monkeypatch):
+    from duetseg.data import sampling
+
+    assert sampling.resolve_num_workers(3) == 3 and sampling.resolve_num_workers(0) == 0
+    for cores, processes, expected in [(2, 1, 1), (16, 1, 4), (16, 2, 4), (16, 8, 1), (8, 1, 4),
+                                       (6, 1, 3), (1, 1, 1)]:
+        monkeypatch.setattr(sampling.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)),
+                            raising=False)
+        assert sampling.resolve_num_workers("auto", processes) == expected, (cores, processes)

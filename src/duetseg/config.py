@@ -182,7 +182,8 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(default=200, ge=1)
     log_every: int = Field(default=10, ge=1)
     seed: int = 1337
-    num_workers: int = Field(default=2, ge=0)
+    # "auto": half the CPU cores (at most 4) shared by the processes of a DDP run, at least 1.
+    num_workers: int | Literal["auto"] = "auto"
     device: str = "auto"
     flip: bool = True
     rot90: bool = True

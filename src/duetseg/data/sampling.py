@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from duetseg.data.augment import foreground_coords, random_crop, random_flip_rot
 from duetseg.errors import ConfigError, InputError
 
-__all__ = ["TwoStreamBatches", "make_loader"]
+__all__ = ["TwoStreamBatches", "make_loader", "resolve_num_workers"]
 
 _LABELLED_STREAM = 0
 _CROP_STREAM = 1
@@ -205,6 +205,17 @@ def _seed_worker(seed: int, worker_id: int) -> None:
     s = (int(seed) * 1009 + worker_id) % 2**32
     torch.manual_seed(s)
     np.random.seed(s)
+
+
+def resolve_num_workers(spec: int | str, processes: int = 1) -> int:
+    """Loader workers for ``spec``: an int is used as is; ``"auto"`` takes half the CPU
+    cores (the other half runs the network's intra-op threads), split between the
+    ``processes`` of a data-parallel run, between 1 and 4 (a batch is a few memory-mapped
+    crops, so more workers only cost memory)."""
+    if spec != "auto":
+        return int(spec)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cores or 1) // 2 // max(1, processes)))
 
 
 def make_loader(dataset: TwoStreamBatches, start_iteration: int, max_iterations: int,

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from duetseg.config import Config
 from duetseg.data.cache import Cache, fingerprint
-from duetseg.data.sampling import TwoStreamBatches, make_loader
+from duetseg.data.sampling import TwoStreamBatches, make_loader, resolve_num_workers
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import MethodContext, build_method
 from duetseg.precision import autocast_context, to_memory_format
@@ -158,7 +158,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         rank=ctx.rank, world_size=ctx.world_size,
     )
     end = tc.max_iterations if stop_at is None else min(stop_at, tc.max_iterations)
-    loader = make_loader(dataset, start, end, tc.num_workers, tc.seed)
+    loader = make_loader(dataset, start, end, resolve_num_workers(tc.num_workers, ctx.world_size),
+                         tc.seed)
     roi = cfg.inference.roi_size or tc.crop_size
 
     def validate_and_save(done: int, run_val: bool, save_last: bool) -> tuple[float, int]:
