@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", default="none", help="none | bf16 | fp16 (CUDA only)")
+    parser.add_argument("--amp", default="none",
+                        help="none | bf16 | auto (bf16 applies on CUDA only)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
