@@ -95,6 +95,14 @@ class Method(nn.Module, ABC):
         length = fraction * self.ctx.max_iterations
         return self.weight * sigmoid_rampup(iteration, length)
 
+    def add_unsupervised(self, losses: dict[str, torch.Tensor], total: torch.Tensor,
+                         unsup: torch.Tensor, iteration: int) -> torch.Tensor:
+        """Record ``unsup`` and its weight in ``losses``; return ``total + weight * unsup``."""
+        weight = self.unsup_weight(iteration)
+        losses["unsup"] = unsup
+        losses["unsup_weight"] = torch.tensor(weight)
+        return total + weight * unsup
+
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimiser updates (teachers kept by EMA are excluded)."""
         return (p for p in self.parameters() if p.requires_grad)

@@ -77,8 +77,5 @@ class EntropyMinimization(SingleNetworkMethod):
             return losses
         unsup = normalized_entropy(torch.softmax(selected, 1),
                                    torch.log_softmax(selected, 1)).mean()
-        weight = self.unsup_weight(iteration)
-        losses["unsup"] = unsup
-        losses["unsup_weight"] = torch.tensor(weight)
-        losses["loss"] = sup + weight * unsup
+        losses["loss"] = self.add_unsupervised(losses, sup, unsup, iteration)
         return losses

@@ -110,9 +110,11 @@ class ICT(SingleNetworkMethod):
         logits = self.net(torch.cat([image[:n], mixed], 0))
         sup = self.supervised(logits, label)
         unsup = torch.mean((torch.softmax(logits[n:], 1) - target) ** 2)
-        weight = self.unsup_weight(iteration)
-        return {"sup": sup, "unsup": unsup, "unsup_weight": torch.tensor(weight),
-                "lambda": lam.mean(), "loss": sup + weight * unsup}
+        losses = {"sup": sup}
+        total = self.add_unsupervised(losses, sup, unsup, iteration)
+        losses["lambda"] = lam.mean()
+        losses["loss"] = total
+        return losses
 
     def after_step(self, iteration: int) -> None:
         """EMA update of the teacher with ``step = iteration + 1`` optimiser steps taken."""

@@ -86,10 +86,7 @@ class MeanTeacher(SingleNetworkMethod):
         total = sup
         if self.uses_unlabeled and image.shape[0] > n:
             unsup = self.consistency(torch.softmax(logits[n:], 1), image[n:])
-            weight = self.unsup_weight(iteration)
-            losses["unsup"] = unsup
-            losses["unsup_weight"] = torch.tensor(weight)
-            total = total + weight * unsup
+            total = self.add_unsupervised(losses, total, unsup, iteration)
         losses["loss"] = total
         return losses
 

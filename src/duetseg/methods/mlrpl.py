@@ -185,10 +185,8 @@ class MLRPL(Method):
                                                         features[j][start:])
                 unsup = unsup + term
                 mean_r = mean_r + rel / 2
-            weight = self.unsup_weight(iteration)
-            losses.update(unsup=unsup, unsup_weight=torch.tensor(weight),
-                          reliability=mean_r)
-            total = total + weight * unsup
+            total = self.add_unsupervised(losses, total, unsup, iteration)
+            losses["reliability"] = mean_r
         losses["loss"] = total
         return losses
 

@@ -76,10 +76,6 @@ class Ours(DualBranchMethod):
         n = label.shape[0]
         if self.uses_unlabeled and image.shape[0] > n:
             probs = [torch.softmax(lg[n:], 1) for lg in logits]
-            unsup = cross_branch_mse(probs)
-            weight = self.unsup_weight(iteration)
-            losses["unsup"] = unsup
-            losses["unsup_weight"] = torch.tensor(weight)
-            total = total + weight * unsup
+            total = self.add_unsupervised(losses, total, cross_branch_mse(probs), iteration)
         losses["loss"] = total
         return losses

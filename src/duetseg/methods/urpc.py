@@ -130,9 +130,8 @@ class URPC(Method):
         if image.shape[0] > n:
             unsup, stats = pyramid_consistency([z[n:] for z in outputs],
                                                self.options.detach_uncertainty)
-            weight = self.unsup_weight(iteration)
-            losses.update(unsup=unsup, unsup_weight=torch.tensor(weight), **stats)
-            total = total + weight * unsup
+            total = self.add_unsupervised(losses, total, unsup, iteration)
+            losses.update(stats)
         losses["loss"] = total
         return losses
 
