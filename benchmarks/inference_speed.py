@@ -37,10 +37,12 @@ from monai.data.utils import compute_importance_map
 from duetseg.config import MethodConfig, ModelConfig
 from duetseg.inference import predict_volume
 from duetseg.methods import MethodContext, build_method
+from duetseg.precision import autocast_context
 from duetseg.workflows.evaluate import evaluate_run
 
 
-def naive_loop(predictor, image: np.ndarray, roi: int, overlap: float, device) -> dict:
+def naive_loop(predictor, image: np.ndarray, roi: int, overlap: float, device,
+               amp: str = "none") -> dict:
     """One window at a time with host round trips (the baseline being measured)."""
     shape = image.shape[1:]
     step = max(1, int(roi * (1 - overlap)))
@@ -51,9 +53,10 @@ def naive_loop(predictor, image: np.ndarray, roi: int, overlap: float, device) -
     for sx, sy, sz in product(*starts):
         sl = (slice(sx, sx + roi), slice(sy, sy + roi), slice(sz, sz + roi))
         window = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *sl)]))[None]
-        out = predictor(window.to(device))
+        with autocast_context(device, amp):
+            out = predictor(window.to(device))
         for key, value in out.items():
-            arr = value[0].cpu().numpy()
+            arr = value[0].float().cpu().numpy()
             if key not in acc:
                 acc[key] = np.zeros((arr.shape[0], *shape), np.float32)
             acc[key][(slice(None), *sl)] += arr * weight
@@ -78,11 +81,15 @@ def speed_rows(args, device) -> list[str]:
     roi = args.roi
     full = np.random.default_rng(0).random((2, 240, 240, 155), dtype=np.float32)
     brain = full[:, : args.brain[0], : args.brain[1], : args.brain[2]]
-    common = {"overlap": 0.5, "sw_batch_size": args.sw_batch, "device": device}
+    common = {"overlap": 0.5, "sw_batch_size": args.sw_batch, "device": device,
+              "amp": args.amp}
+    if device.type == "cuda":  # CUDA context, kernels and allocator warm before timing
+        _timed(lambda: predict_volume(pred, brain, (roi,) * 3, **common))
+        _timed(lambda: predict_volume(pred, brain, (roi,) * 3, mode="whole", **common))
     rows = [("240×240×155", "duetseg sliding (MONAI, batched)",
              _timed(lambda: predict_volume(pred, full, (roi,) * 3, **common)))]
     rows.append(("240×240×155", "naive loop (1 window, host copies)",
-                 _timed(lambda: naive_loop(pred, full, roi, 0.5, device))))
+                 _timed(lambda: naive_loop(pred, full, roi, 0.5, device, args.amp))))
     size = "×".join(map(str, args.brain))
     rows.append((size, "duetseg sliding", _timed(
         lambda: predict_volume(pred, brain, (roi,) * 3, **common))))
@@ -93,7 +100,7 @@ def speed_rows(args, device) -> list[str]:
     rows.append((size, "duetseg whole volume (one pass)", _timed(
         lambda: predict_volume(pred, brain, (roi,) * 3, mode="whole", **common))))
     lines = ["| volume | inference | s / volume |", "|---|---|---|"]
-    lines += [f"| {v} | {name} | {sec:.1f} |" for v, name, sec in rows]
+    lines += [f"| {v} | {name} | {sec:.2f} |" for v, name, sec in rows]
     return lines
 
 
@@ -127,16 +134,18 @@ def main() -> None:
     parser.add_argument("--skip-tta", action="store_true")
     parser.add_argument("--run", type=Path, default=REPO / "runs" / "bench_real" / "ours_s0")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="none", help="none | bf16 (CUDA only)")
     args = parser.parse_args()
     lines = speed_rows(args, torch.device(args.device))
     print("\n".join(lines), flush=True)
     notes = (f"DuetNet base width {args.width}, {args.roi}³ windows, overlap 0.5, Gaussian "
              f"blending, sw_batch_size {args.sw_batch}, random weights and input.")
+    notes += f" amp {args.amp}."
     if (args.run / "checkpoints").exists():
         lines += ["", f"Accuracy of the two modes, trained run `{args.run.name}` "
                   "(cpu_small: 2 mm, 48³ windows, width 8), its 5 test cases:", ""]
         lines += accuracy_rows(args.run)
-    append_benchmark(f"Inference speed ({args.device})",
+    append_benchmark(f"Inference speed ({args.device}, amp {args.amp})",
                      "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:]),
                      "\n".join(lines), notes=notes)
 

@@ -11,7 +11,12 @@ from duetseg.data.cache import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.inference import predict_volume
 from duetseg.methods import MethodContext, build_method
-from duetseg.precision import autocast_context, resolve_amp, to_memory_format
+from duetseg.precision import (
+    autocast_context,
+    resolve_amp,
+    resolve_channels_last,
+    to_memory_format,
+)
 from duetseg.training import train
 
 
@@ -42,6 +47,15 @@ def test_channels_last_changes_strides_not_values():
     out = cl_method.output_probabilities(cl_x)["ensemble"]
     assert torch.allclose(out, ref, atol=1e-5)
     assert to_memory_format(x, False) is x
+
+
+def test_channels_last_auto_only_on_cuda():
+    assert resolve_channels_last("auto", torch.device("cuda")) is True
+    assert resolve_channels_last("auto", torch.device("cpu")) is False
+    assert resolve_channels_last(True, torch.device("cpu")) is True
+    assert resolve_channels_last(False, torch.device("cuda")) is False
+    with pytest.raises(ValueError, match="channels_last"):
+        resolve_channels_last("yes", torch.device("cpu"))
 
 
 def test_whole_volume_equals_one_window_and_handles_odd_sizes():

@@ -192,7 +192,8 @@ class TrainConfig(StrictModel):
     foreground_prob: float = Field(default=0.0, ge=0.0, le=1.0)
     deterministic: bool = True
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    channels_last: bool = False  # channels_last_3d weights and inputs (can help on GPUs)
+    # channels_last_3d weights and inputs; auto: on CUDA (2.6x faster bf16 step), off on CPU
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the training step
 
 

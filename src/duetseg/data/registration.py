@@ -30,10 +30,14 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
+
+try:
+    import SimpleITK as sitk
+except ImportError:  # a declared dependency, but only `prepare --register` needs it
+    sitk = None
 
 from duetseg.config import PrepareConfig, RegistrationConfig
-from duetseg.errors import InputError
+from duetseg.errors import ConfigError, InputError
 
 __all__ = [
     "reference_modality",
@@ -226,6 +230,8 @@ def register_modalities(images: dict[str, nib.Nifti1Image], files: dict[str, Pat
         InputError: SimpleITK failed, or the result is implausible (see the config limits);
             names the case and the moving file.
     """
+    if sitk is None:
+        raise ConfigError("registration needs SimpleITK: pip install SimpleITK")
     ref_img = images[reference]
     try:
         fixed = to_sitk(np.asarray(ref_img.dataobj), ref_img.affine)

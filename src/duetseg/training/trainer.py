@@ -18,7 +18,7 @@ from duetseg.data.cache import Cache, fingerprint
 from duetseg.data.sampling import TwoStreamBatches, make_loader, resolve_num_workers
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import MethodContext, build_method
-from duetseg.precision import autocast_context, to_memory_format
+from duetseg.precision import autocast_context, resolve_channels_last, to_memory_format
 from duetseg.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from duetseg.training.distributed import (
     any_rank,
@@ -114,7 +114,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     torch.backends.cudnn.benchmark = not tc.deterministic
 
     method = sync_batchnorm(ctx, build_method(method_context(cfg, cache)).to(device))
-    method = to_memory_format(method, tc.channels_last)
+    channels_last = resolve_channels_last(tc.channels_last, device)
+    method = to_memory_format(method, channels_last)
     optimizer = torch.optim.SGD(list(method.trainable_parameters()), lr=tc.lr,
                                 momentum=tc.momentum, weight_decay=tc.weight_decay)
     meta = checkpoint_meta(cfg, cache)
@@ -194,7 +195,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             if ctx.enabled:  # dropout/noise: a pure function of (seed, rank, iteration)
                 torch.manual_seed(step_seed(tc.seed, ctx.rank, iteration))
             image = to_memory_format(batch["image"].to(device, non_blocking=True),
-                                     tc.channels_last)
+                                     channels_last)
             label = batch["label"].to(device, non_blocking=True)
             with autocast_context(device, tc.amp):
                 losses = step(image, label, iteration)

@@ -9,7 +9,7 @@ import torch
 from duetseg.config import Config
 from duetseg.data.cache import Cache
 from duetseg.methods import Method, build_method
-from duetseg.precision import to_memory_format
+from duetseg.precision import resolve_channels_last, to_memory_format
 from duetseg.training.checkpoint import check_compatible, load_checkpoint
 from duetseg.training.run import load_run_config
 from duetseg.training.trainer import checkpoint_meta, method_context, resolve_device
@@ -56,6 +56,6 @@ def load_trained_run(run_dir: Path, checkpoint: str = "best", device: str = "aut
     check_compatible(state, checkpoint_meta(cfg, cache), path)
     method = build_method(method_context(cfg, cache)).to(dev)
     method.load_state_dict(state["method"])
-    method = to_memory_format(method, cfg.train.channels_last)
+    method = to_memory_format(method, resolve_channels_last(cfg.train.channels_last, dev))
     method.eval()
     return TrainedRun(run_dir, cfg, cache, method, dev, path)

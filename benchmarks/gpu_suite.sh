@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one short, prioritised run (for a lent GPU machine with a time
+# budget). Each step appends its table to BENCHMARKS.md; a global deadline shortens or skips
+# the later steps so the most important figures always come back.
+#
+# Usage: OUT=/some/dir BUDGET_S=520 bash benchmarks/gpu_suite.sh
+#   needs: local_data/gpu_cases (a few BraTS-layout cases: t1ce, t2, seg) for the wall-clock
+#   step; where duetseg's dependencies are missing, wheels in .whl/ (see BENCHMARKS.md, GPU section).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu_suite}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=$PWD/src:/tmp/site
+else
+  export PYTHONPATH=$PWD/src
+fi
+LOG=$OUT/log.txt
+START=$(date +%s)
+BUDGET=${BUDGET_S:-520}
+
+step() {  # step NAME MAX_SECONDS command...
+  local name=$1 max=$2 left
+  shift 2
+  left=$((BUDGET - ($(date +%s) - START)))
+  if [ "$left" -lt 20 ]; then echo "=== $name skipped (budget)" | tee -a "$LOG"; return; fi
+  [ "$max" -gt "$left" ] && max=$left
+  echo "=== $name (max ${max}s) $(date +%T)" | tee -a "$LOG"
+  timeout "$max" "$@" >>"$LOG" 2>&1
+  echo "=== $name rc=$? after $(($(date +%s) - START))s" | tee -a "$LOG"
+  cp BENCHMARKS.md "$OUT/"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
+python3 -c "import torch, monai, duetseg; print(torch.__version__, monai.__version__)" \
+  2>&1 | tee -a "$LOG"
+TS=benchmarks/train_speed.py
+step train_bf16 110 python3 $TS --device cuda --crops 64 96 --methods ours mean_teacher \
+  --steps 10 --amp bf16
+step train_fp32 70 python3 $TS --device cuda --crops 96 --methods ours mean_teacher --steps 10
+step wallclock 200 python3 benchmarks/train_wallclock.py --data local_data/gpu_cases \
+  --short 40 --long 240
+step infer_bf16 60 python3 benchmarks/inference_speed.py --device cuda --amp bf16 --sw-batch 4
+step train_channels_last 40 python3 $TS --device cuda --crops 96 --methods ours --steps 10 \
+  --amp bf16 --channels-last
+step infer_fp32 60 python3 benchmarks/inference_speed.py --device cuda --sw-batch 4 --skip-tta
+step profile 60 python3 benchmarks/profile_step.py --device cuda --crop 96 --amp bf16
+step train_compile 150 python3 $TS --device cuda --crops 96 --methods ours --steps 10 \
+  --amp bf16 --compile
+echo "=== done after $(($(date +%s) - START))s" | tee -a "$LOG"
