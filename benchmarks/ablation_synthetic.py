@@ -18,7 +18,7 @@ import sys
 from common import REPO, append_benchmark
 
 from duetseg.config import PrepareConfig
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.reporting.report import make_report
 from duetseg.workflows.experiment import GridConfig, run_grid

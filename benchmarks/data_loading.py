@@ -17,7 +17,7 @@ import time
 from common import REPO, SHARED_DATA, append_benchmark
 
 from duetseg.config import PrepareConfig
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.sampling import TwoStreamBatches, make_loader
 from duetseg.data.synthetic import make_synthetic_dataset
 

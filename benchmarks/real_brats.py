@@ -18,7 +18,7 @@ import time
 from common import REPO, append_benchmark, require_shared_data
 
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 

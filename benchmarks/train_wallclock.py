@@ -31,7 +31,8 @@ import torch
 from common import REPO, append_benchmark
 
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.cache import Cache, prepare_dataset
+from duetseg.data.cache import Cache
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.splits import load_splits
 from duetseg.methods import build_method
 from duetseg.training import train

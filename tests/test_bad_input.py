@@ -16,8 +16,9 @@ from _cli import cli_error_line
 from _nifti import LPS, RAS, head_image, make_brats, write_nifti
 
 from duetseg.config import PrepareConfig
-from duetseg.data.cache import Cache, prepare_dataset
+from duetseg.data.cache import Cache
 from duetseg.data.discovery import discover_cases
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.preprocess import preprocess_case
 from duetseg.errors import ConfigError, InputError
 
@@ -453,13 +454,29 @@ def test_resume_with_a_changed_config_names_the_differences(runs, tmp_path, caps
     run, _ = _clone(runs, tmp_path)
     before = (run / "checkpoints" / "last.pt").read_bytes()
     line = cli_error_line(["train", "--out", str(run), "--resume", "--iterations", "4",
-                        "--set", "model.base_width=4", "--quiet"], capsys)
+                        "--set", "model.base_width=4", "--set", "train.channels_last=true",
+                        "--quiet"], capsys)
     assert "cannot resume" in line
     assert "model.base_width: 2 -> 4" in line and "train.max_iterations: 2 -> 4" in line
+    assert "channels_last" not in line  # speed-only settings may change
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
     line = cli_error_line(["train", "--out", str(run), "--quiet", "--config",
                         str(run / "config.yaml")], capsys)
     assert "already holds a training run" in line and "--resume" in line
+
+
+def test_resume_accepts_changed_speed_only_settings(runs, tmp_path):
+    from duetseg.data.cache import Cache
+    from duetseg.data.splits import load_splits
+    from duetseg.training.run import load_run_config, prepare_run_dir
+
+    run, _ = _clone(runs, tmp_path)
+    cfg = load_run_config(run)
+    faster = cfg.model_copy(update={"train": cfg.train.model_copy(
+        update={"num_workers": 0, "channels_last": True, "compile": True})})
+    splits = prepare_run_dir(faster, Cache(cfg.cache), run, resume=True)
+    assert splits == load_splits(run / "splits.json")
+    assert load_run_config(run).train.channels_last is True  # the new values are saved
 
 
 def test_checkpoint_without_preprocessing_fingerprint_still_loads(tmp_path):

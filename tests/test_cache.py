@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from _nifti import LPS, RAS, make_brats
 
-import duetseg.data.cache as cache_mod
+import duetseg.data.prepare as prepare_mod
 from duetseg.config import NormalizationConfig, PrepareConfig
-from duetseg.data.cache import Cache, fingerprint, prepare_dataset
+from duetseg.data.cache import Cache, fingerprint
+from duetseg.data.prepare import prepare_dataset
 from duetseg.errors import ConfigError, InputError
 
 CFG = PrepareConfig(modalities=["t1ce", "t2"], label_mapping="whole_tumour", crop_margin=1)
@@ -30,13 +31,13 @@ def dataset(tmp_path):
 def counted(monkeypatch):
     """Count preprocess_case calls (in-process runs only)."""
     calls = []
-    real = cache_mod.preprocess_case
+    real = prepare_mod.preprocess_case
 
     def spy(spec, cfg):
         calls.append(spec.case)
         return real(spec, cfg)
 
-    monkeypatch.setattr(cache_mod, "preprocess_case", spy)
+    monkeypatch.setattr(prepare_mod, "preprocess_case", spy)
     return calls
 
 

@@ -20,7 +20,7 @@ from _cli import cli_error_line
 
 import duetseg.training.trainer as trainer_mod
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.training import train

@@ -131,7 +131,7 @@ def _worker(cache_root: str, out: Path) -> None:
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory):
     from duetseg.config import PrepareConfig
-    from duetseg.data.cache import prepare_dataset
+    from duetseg.data.prepare import prepare_dataset
     from duetseg.data.synthetic import make_synthetic_dataset
 
     root = tmp_path_factory.mktemp("ddp")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run

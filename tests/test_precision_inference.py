@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from duetseg.config import MethodConfig, ModelConfig, load_config
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.inference import predict_volume
 from duetseg.methods import MethodContext, build_method

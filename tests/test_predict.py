@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from duetseg.cli import main
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError, InputError
 from duetseg.inference.postprocess import keep_largest_component

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from duetseg.config import PrepareConfig
-from duetseg.data.cache import load_original_label, prepare_dataset
+from duetseg.data.cache import load_original_label
 from duetseg.data.geometry import restore_to_original, write_like_original
+from duetseg.data.prepare import prepare_dataset
 
 BRATS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brats-dev"
 

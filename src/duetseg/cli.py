@@ -70,8 +70,8 @@ def prepare(
 ) -> None:
     """Preprocess raw NIfTI cases into a cache (register, crop, normalise, map labels)."""
     from duetseg.config import NormalizationConfig, PrepareConfig, RegistrationConfig
-    from duetseg.data.cache import prepare_dataset
     from duetseg.data.discovery import detect_layout
+    from duetseg.data.prepare import prepare_dataset
 
     resolved_layout = detect_layout(input_path) if layout == "auto" else layout
     mapping = _parse_mapping(label_mapping)

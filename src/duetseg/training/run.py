@@ -31,6 +31,11 @@ def load_run_config(run_dir: Path) -> Config:
         raise ConfigError(f"{path}: invalid run config: {exc}") from exc
 
 
+# Settings that change how fast a step runs, not what it computes (up to float rounding):
+# a run may be resumed with other values, e.g. on another machine or a newer duetseg.
+RESUMABLE_WITH_CHANGES = ("train.num_workers", "train.channels_last", "train.compile")
+
+
 def _differences(old: object, new: object, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested dicts."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -43,7 +48,8 @@ def prepare_run_dir(cfg: Config, cache, run_dir: Path, resume: bool) -> dict[str
     """Create or re-open ``run_dir`` and return its splits.
 
     A new run writes ``config.yaml`` and ``splits.json``. A resumed run must have the same
-    config (except the number of iterations may not change either: poly decay depends on it).
+    config (the number of iterations included: poly decay depends on it), except the
+    speed-only settings in ``RESUMABLE_WITH_CHANGES``.
 
     Raises:
         ConfigError: the folder already holds a run and ``resume`` is False, or the saved
@@ -59,7 +65,9 @@ def prepare_run_dir(cfg: Config, cache, run_dir: Path, resume: bool) -> dict[str
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and (run_dir / "config.yaml").exists():
         saved = load_run_config(run_dir)
-        diffs = _differences(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
+        diffs = [d for d in _differences(saved.model_dump(mode="json"),
+                                         cfg.model_dump(mode="json"))
+                 if not d.startswith(tuple(f"{k}:" for k in RESUMABLE_WITH_CHANGES))]
         if diffs:
             raise ConfigError(
                 f"cannot resume {run_dir}: the config differs from its config.yaml "

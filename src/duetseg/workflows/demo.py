@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.cache import prepare_dataset
+from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.reporting import save_overlay
 from duetseg.training import train
