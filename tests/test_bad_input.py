@@ -465,6 +465,17 @@ def test_resume_with_a_changed_config_names_the_differences(runs, tmp_path, caps
     assert "already holds a training run" in line and "--resume" in line
 
 
+def test_batchnorm_with_one_value_per_channel_is_explained(runs, tmp_path, capsys):
+    line = cli_error_line(["train", "--out", str(tmp_path / "bn"), "--cache", str(runs["cache"]),
+                           "--config", "demo", "--method", "supervised", "--labeled", "2",
+                           "--iterations", "1", "--quiet", "--device", "cpu",
+                           "--set", "train.crop_size=[16,16,16]", "--set", "train.labeled_bs=1",
+                           "--set", "train.batch_size=1", "--set", "model.base_width=2",
+                           "--set", "train.num_workers=0", "--set", "splits.val=1",
+                           "--set", "splits.test=1"], capsys)
+    assert "BatchNorm saw one value per channel" in line and "model.norm=instance" in line
+
+
 def test_resume_accepts_changed_speed_only_settings(runs, tmp_path):
     from duetseg.data.cache import Cache
     from duetseg.data.splits import load_splits

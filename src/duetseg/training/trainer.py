@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import warnings
@@ -77,6 +78,24 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _explain_batchnorm_error(cfg: Config):
+    """Turn BatchNorm's one-value-per-channel error into a config error with the fixes."""
+    try:
+        yield
+    except ValueError as exc:
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        tc = cfg.train
+        raise ConfigError(
+            f"BatchNorm saw one value per channel ({exc}): the crop {list(tc.crop_size)} is "
+            f"downsampled to 1 voxel at the bottleneck and a network got a batch of 1 "
+            f"(train.batch_size={tc.batch_size}, train.labeled_bs={tc.labeled_bs}). Use "
+            f"crops of at least 32 per axis, a batch of 2 or more per network, or "
+            f"model.norm=instance"
+        ) from exc
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
@@ -197,7 +216,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             image = to_memory_format(batch["image"].to(device, non_blocking=True),
                                      channels_last)
             label = batch["label"].to(device, non_blocking=True)
-            with autocast_context(device, tc.amp):
+            with autocast_context(device, tc.amp), _explain_batchnorm_error(cfg):
                 losses = step(image, label, iteration)
             if any_rank(ctx, not bool(torch.isfinite(losses["loss"]))):
                 values = {k: round(float(v.detach()), 4) for k, v in losses.items()}
