@@ -6,6 +6,10 @@ settings and splits: 2 labelled, the rest of train unlabelled, 2 val, 5 test), e
 test split in the original 1 mm geometry and appends a table to BENCHMARKS.md.
 
 Usage: python benchmarks/real_brats.py [--methods ours supervised] [--iterations 1500]
+       [--seed 0]
+       python benchmarks/real_brats.py --methods ours supervised --summarize-seeds 0 1 2
+         (no training: ``duetseg report`` Table 1 over the finished runs of those seeds:
+         mean of the per-seed means ± mean per-seed std over cases, and the seed SD)
 """
 
 from __future__ import annotations
@@ -19,8 +23,26 @@ from common import REPO, append_benchmark, require_shared_data
 
 from duetseg.config import PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
+from duetseg.reporting.report import make_report
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
+
+
+def summarize_seeds(methods: list[str], seeds: list[int], tag: str) -> None:
+    """Table 1 over the runs of several seeds (skips a run that has no test evaluation)."""
+    runs = [REPO / "runs" / "bench_real" / f"{m}{tag}_s{s}" for m in methods for s in seeds]
+    done = [r for r in runs if (r / "eval" / "test" / "summary.json").exists()]
+    missing = sorted(set(runs) - set(done))
+    out = make_report(done, REPO / "runs" / "report_real_seeds")
+    table = (out.parent / "table1.md").read_text().strip()
+    notes = ("cpu_small preset (2 mm, 48³ crops, width 8, 1500 iterations); each seed changes "
+             "the split (which 2 cases are labelled, which 5 are test) and the training "
+             f"seed. Runs: {', '.join(r.name for r in done)}.")
+    if missing:
+        notes += f" Not run: {', '.join(r.name for r in missing)}."
+    append_benchmark(f"Real BraTS across seeds {', '.join(map(str, seeds))} (cpu_small)",
+                     "python benchmarks/real_brats.py " + " ".join(sys.argv[1:]), table,
+                     notes=notes)
 
 
 def main() -> None:
@@ -30,7 +52,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], help="extra config overrides")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--summarize-seeds", nargs="+", type=int, default=None)
     args = parser.parse_args()
+    if args.summarize_seeds is not None:
+        summarize_seeds(args.methods, args.summarize_seeds, args.tag)
+        return
     src = require_shared_data("brats-dev")
     prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", target_spacing=(2, 2, 2),
                          label_mapping="whole_tumour")
