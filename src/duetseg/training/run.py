@@ -36,6 +36,15 @@ def load_run_config(run_dir: Path) -> Config:
 RESUMABLE_WITH_CHANGES = ("train.num_workers", "train.channels_last", "train.compile")
 
 
+def _identity(cfg: Config) -> dict:
+    """The config as a dict without the keys in ``RESUMABLE_WITH_CHANGES``."""
+    data = cfg.model_dump(mode="json")
+    for key in RESUMABLE_WITH_CHANGES:
+        section, name = key.split(".")
+        data[section].pop(name, None)
+    return data
+
+
 def _differences(old: object, new: object, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested dicts."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -65,9 +74,7 @@ def prepare_run_dir(cfg: Config, cache, run_dir: Path, resume: bool) -> dict[str
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume and (run_dir / "config.yaml").exists():
         saved = load_run_config(run_dir)
-        diffs = [d for d in _differences(saved.model_dump(mode="json"),
-                                         cfg.model_dump(mode="json"))
-                 if not d.startswith(tuple(f"{k}:" for k in RESUMABLE_WITH_CHANGES))]
+        diffs = _differences(_identity(saved), _identity(cfg))
         if diffs:
             raise ConfigError(
                 f"cannot resume {run_dir}: the config differs from its config.yaml "
