@@ -19,6 +19,7 @@ demo: venv
 	$(BIN)/duetseg demo --out runs/demo
 
 test: venv
+	sh scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: venv

@@ -7,6 +7,9 @@ test split in the original 1 mm geometry and appends a table to BENCHMARKS.md.
 
 Usage: python benchmarks/real_brats.py [--methods ours supervised] [--iterations 1500]
        [--seed 0]
+       python benchmarks/real_brats.py --cv 5 --labeled 2 --methods ours ours_w0
+         [--folds 0 1] [--threads 1] [--summarize --baseline ours_w0]
+         (cross-validation over the 15 cases, see cv_protocol.py)
        python benchmarks/real_brats.py --methods ours supervised --summarize-seeds 0 1 2
          (no training: ``duetseg report`` Table 1 over the finished runs of those seeds:
          mean of the per-seed means ± mean per-seed std over cases, and the seed SD)
@@ -19,7 +22,9 @@ import json
 import sys
 import time
 
+import torch
 from common import REPO, append_benchmark, require_shared_data
+from cv_protocol import run_cv, summarize_cv
 
 from duetseg.config import PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
@@ -53,7 +58,28 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra config overrides")
     parser.add_argument("--tag", default="")
     parser.add_argument("--summarize-seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--cv", type=int, default=None, metavar="K",
+                        help="K-fold cross-validation (see cv_protocol.py); --methods are "
+                             "then variant names of cv_protocol.VARIANTS")
+    parser.add_argument("--folds", nargs="+", type=int, default=None,
+                        help="with --cv: only these folds (default: all K)")
+    parser.add_argument("--labeled", type=int, default=2, help="with --cv: labelled cases")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--summarize", action="store_true",
+                        help="with --cv: report the finished runs, no training")
+    parser.add_argument("--baseline", default="ours_w0", help="with --cv --summarize")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cv is not None:
+        folds = args.folds if args.folds is not None else list(range(args.cv))
+        if args.summarize:
+            summarize_cv(args.methods, args.cv, folds, args.labeled, args.iterations,
+                         args.tag, args.seed, args.baseline)
+        else:
+            run_cv(args.methods, args.cv, folds, args.labeled, args.iterations, args.set,
+                   args.tag, args.seed)
+        return
     if args.summarize_seeds is not None:
         summarize_seeds(args.methods, args.summarize_seeds, args.tag)
         return

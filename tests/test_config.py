@@ -79,3 +79,16 @@ def test_circular_extends_is_an_error(tmp_path):
     (tmp_path / "b.yaml").write_text(f"extends: {tmp_path / 'a.yaml'}\n")
     with pytest.raises(ConfigError, match="circular"):
         load_config(tmp_path / "a.yaml")
+
+
+def test_paper_preset_pins_the_paper_model_and_objective():
+    from duetseg.config import MethodConfig, ModelConfig
+
+    cfg = load_config("paper")
+    brats = load_config("brats19")
+    assert cfg.model == brats.model == ModelConfig(base_width=16)  # today's defaults
+    assert (cfg.model.branch_input, cfg.model.fusion, cfg.model.dropout) == ("own",
+                                                                            "gate_residual", 0.5)
+    assert cfg.method.options == {"consistency": "mse"}
+    assert cfg.method.consistency_weight == 1.0 and cfg.method.rampup_fraction == 0.5
+    assert cfg.train == brats.train and cfg.method != MethodConfig()

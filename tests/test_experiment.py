@@ -39,3 +39,24 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
     summary.write_text("{}")
     assert run_grid(grid) == [run.run_dir]
     assert "skipped" in capsys.readouterr().out
+
+
+def test_plan_with_folds_names_variants_and_covers_every_fold(tmp_path):
+    from duetseg.config import load_config
+
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text(
+        "cache: cache\nmethods: [ours]\nlabeled: [2]\nseeds: [0]\nfolds: 3\n"
+        "checkpoint: last\nvariants:\n  w0: ['method.consistency_weight=0']\n"
+    )
+    grid = load_grid(grid_file)
+    assert grid.checkpoint == "last"
+    runs = plan_grid(grid)
+    assert len(runs) == 3 * 2
+    assert {r.name for r in runs} >= {"ours_lab2_seed0_f0", "ours-w0_lab2_seed0_f2"}
+    w0 = next(r for r in runs if r.name == "ours-w0_lab2_seed0_f1")
+    cfg = load_config("cpu_small", w0.overrides)
+    assert (cfg.name, cfg.splits.folds, cfg.splits.fold) == ("ours-w0", 3, 1)
+    assert cfg.method.consistency_weight == 0
+    plain = load_config("cpu_small", next(r for r in runs if r.name.startswith("ours_")).overrides)
+    assert plain.name is None

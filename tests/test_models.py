@@ -201,3 +201,18 @@ def test_conv_init_is_kaiming() -> None:
     expected_std = (2.0 / fan_in) ** 0.5
     assert abs(conv.weight.std().item() - expected_std) / expected_std < 0.05
     assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_duetnet_branch_input_own_vs_all() -> None:
+    """``own``: branch a ignores modality b when there is no fusion; ``all``: it reads it."""
+    x = make_input(2)
+    x_changed = x.clone()
+    x_changed[:, 1] += 1.0
+    for branch_input, expect_change in (("own", False), ("all", True)):
+        torch.manual_seed(0)
+        model = DuetNet(2, 2, tiny_cfg(fusion="none", mae=False, dropout=0.0,
+                                       branch_input=branch_input)).eval()
+        assert model.encoders[0].in_channels == (2 if branch_input == "all" else 1)
+        with torch.no_grad():
+            changed = not torch.allclose(model(x)[0], model(x_changed)[0])
+        assert changed == expect_change

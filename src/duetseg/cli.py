@@ -191,8 +191,9 @@ def predict(
     """Segment new cases; masks keep each input's shape and affine.
 
     Writes <case>.nii.gz per case and disagreement.csv (case, disagreement, entropy,
-    foreground_voxels, volume_ml): sort by disagreement, highest first, to review the
-    least trustworthy cases first.
+    foreground_voxels, volume_ml, modalities_used): sort by disagreement, highest first, to
+    review the least trustworthy cases first. A case may lack some modalities when the run
+    was trained with train.modality_dropout > 0 (absent inputs are zero-filled).
     """
     from duetseg.workflows.predict import predict_folder
 
@@ -202,6 +203,32 @@ def predict(
                            save_probabilities=save_probabilities,
                            save_disagreement=save_disagreement, skip_existing=skip_existing)
     typer.echo(f"wrote {len(paths)} masks to {out} (and disagreement.csv)")
+
+
+@app.command()
+def suggest(
+    run: Annotated[Path, typer.Option(help="trained run directory")],
+    top: Annotated[int, typer.Option(help="cases to print")] = 5,
+    out: Annotated[Path | None, typer.Option(
+        help="CSV of every unlabelled case, ranked (default: RUN/suggestions.csv)")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best | last")] = "last",
+    device: Annotated[str, typer.Option()] = "auto",
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Rank the run's unlabelled training cases: contour the least trusted first.
+
+    Score: mean branch disagreement over the predicted foreground (normalised entropy for
+    single-network methods), with entropy and predicted volume beside it.
+    """
+    from duetseg.workflows.suggest import suggest_cases, write_suggestions
+
+    rows = suggest_cases(run, checkpoint, device, progress=not quiet)
+    path = write_suggestions(rows, out or run / "suggestions.csv")
+    typer.echo("rank  case                          disagreement  entropy  volume_ml")
+    for row in rows[:top]:
+        typer.echo(f"{row['rank']:>4}  {row['case']:<28}  {row['disagreement']:>12.4f}  "
+                   f"{row['entropy']:>7.4f}  {row['volume_ml']:>9.2f}")
+    typer.echo(f"wrote {len(rows)} ranked cases to {path}")
 
 
 @app.command()
@@ -221,11 +248,23 @@ def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="run directories (evaluated)")],
     out: Annotated[Path, typer.Option(help="report folder")],
     split: Annotated[str, typer.Option(help="evaluated split")] = "test",
+    baseline: Annotated[str | None, typer.Option(
+        help="configuration name for the gain table (every other one is compared to it; "
+             "default: supervised when a configuration has that name)")] = None,
+    reference: Annotated[str, typer.Option(
+        help="configuration name of Table 1's p column (Wilcoxon against it)")] = "ours",
 ) -> None:
-    """Table 1 / Table 2 style tables, Wilcoxon tests, curves, figures and an HTML page."""
-    from duetseg.reporting.report import make_report
+    """Table 1 / Table 2 style tables, Wilcoxon tests, gain table, curves and an HTML page.
 
-    typer.echo(f"report: {make_report(run_dirs, out, split=split)}")
+    Runs are grouped by their config's 'name' (else the method name): the seeds and the
+    cross-validation folds of one configuration make one row. A gain table is also printed.
+    """
+    from duetseg.reporting.report import write_report
+
+    result = write_report(run_dirs, out, split=split, baseline=baseline, reference=reference)
+    if result.gain is not None:
+        typer.echo(result.gain.to_markdown())
+    typer.echo(f"report: {result.index}")
 
 
 @app.command()

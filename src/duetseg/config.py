@@ -129,16 +129,34 @@ class SplitConfig(StrictModel):
 
     Fractions (< 1) or counts (>= 1) for ``val`` and ``test``; ``labeled`` as ``"5%"`` or a
     count. Case-list files, when given, take precedence over the fractions.
+
+    Cross-validation: ``folds: K`` (>= 2) shuffles the labelled cases with ``seed`` into K
+    folds of near-equal size; the test split is fold ``fold`` (``test`` is then ignored), so
+    the K runs of ``fold`` 0..K-1 test every labelled case exactly once. ``val`` and the
+    labelled subset (``labeled``, seeded) are drawn from the other folds.
     """
 
     val: float = 0.1
     test: float = 0.2
     labeled: str | int = "10%"
     seed: int = 0
+    folds: int | None = Field(default=None, ge=2)
+    fold: int = Field(default=0, ge=0)
     train_list: Path | None = None
     val_list: Path | None = None
     test_list: Path | None = None
     labeled_list: Path | None = None
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> SplitConfig:
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} is not one of the {self.folds} folds "
+                             f"(0..{self.folds - 1})")
+        lists = (self.train_list, self.val_list, self.test_list, self.labeled_list)
+        if self.folds is not None and any(p is not None for p in lists):
+            raise ValueError("splits.folds and case-list files (train_list, ...) exclude "
+                             "each other")
+        return self
 
 
 class ModelConfig(StrictModel):
@@ -153,6 +171,9 @@ class ModelConfig(StrictModel):
     mae_reduction: int = Field(default=4, ge=1)
     dropout: float = Field(default=0.5, ge=0.0, lt=1.0)
     norm: Literal["batch", "instance"] = "batch"
+    # What each DuetNet branch reads: "own" = its own modality only (the paper); "all" =
+    # every modality, so branch m differs from the others only by its weights and its role.
+    branch_input: Literal["own", "all"] = "own"
 
 
 class MethodConfig(StrictModel):
@@ -190,6 +211,13 @@ class TrainConfig(StrictModel):
     # Probability that a labelled crop is centred on foreground (nnU-Net-style oversampling;
     # 0 = plain random crops as in the paper's protocol).
     foreground_prob: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Modality dropout: probability that a crop (labelled or unlabelled) has one modality,
+    # chosen uniformly, replaced by zeros (never all of them; nothing is dropped with one
+    # modality). DuetNet methods (ours, supervised) then give that crop no supervised and no
+    # consistency loss on the absent modality's branch; other methods just see the zeroed
+    # channel. A run trained with it > 0 can predict cases lacking a modality (predict).
+    # 0 = off (batches bit for bit as without the option).
+    modality_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     deterministic: bool = True
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     # channels_last_3d weights and inputs; auto: on CUDA (2.6x faster bf16 step), off on CPU
@@ -215,8 +243,13 @@ class InferenceConfig(StrictModel):
 
 
 class Config(StrictModel):
-    """The full configuration of a training run (saved as ``config.yaml`` in the run dir)."""
+    """The full configuration of a training run (saved as ``config.yaml`` in the run dir).
 
+    ``name`` labels the configuration in reports (e.g. ``ours_w0`` for ``ours`` with the
+    unsupervised weight at 0); None reports the run under its method's name.
+    """
+
+    name: str | None = None
     cache: Path | None = None
     splits: SplitConfig = Field(default_factory=SplitConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -2,6 +2,8 @@
 
 Every layout yields the same thing: a sorted list of :class:`CaseSpec`, one per case, with
 one image file per requested modality (in the requested order) and an optional label file.
+With ``allow_missing`` (prediction by a run trained with modality dropout) a case may lack
+some modalities: ``images`` then holds the present ones and ``missing`` the others.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from duetseg.errors import InputError
@@ -29,11 +31,15 @@ class CaseSpec:
         case: case identifier.
         images: modality name -> image file, in the requested modality order.
         label: label file, or None for an unlabelled case.
+        missing: modality name -> where its file was expected (the CSV manifest for an
+            empty cell or column), for requested modalities the case lacks; only ever
+            non-empty with ``discover_cases(..., allow_missing=True)``.
     """
 
     case: str
     images: dict[str, Path]
     label: Path | None
+    missing: dict[str, Path] = field(default_factory=dict)
 
 
 def _nifti_stem(name: str) -> str | None:
@@ -90,31 +96,36 @@ def _single(paths: list[Path], case: str, what: str) -> Path:
     return paths[0]
 
 
-def _discover_brats(root: Path, modalities: list[str]) -> list[CaseSpec]:
+def _discover_brats(root: Path, modalities: list[str], allow_missing: bool) -> list[CaseSpec]:
     folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     indexed = [(f, _brats_files(f)) for f in folders]
     indexed = [(f, files) for f, files in indexed if files]
     available = sorted({k for _, files in indexed for k in files} - {"seg"})
     for mod in modalities:
-        if indexed and all(mod.lower() not in files for _, files in indexed):
+        if (not allow_missing and indexed
+                and all(mod.lower() not in files for _, files in indexed)):
             raise InputError(f"requested modality {mod!r} not present in any case; "
                              f"available: {available}", file=root)
     specs = []
     for folder, files in indexed:
         case = folder.name
-        images = {}
+        images, missing = {}, {}
         for mod in modalities:
             if mod.lower() not in files:
-                raise InputError(f"missing modality {mod!r}", case=case,
-                                 file=folder / f"{case}_{mod}.nii.gz")
+                expected = folder / f"{case}_{mod}.nii.gz"
+                if not allow_missing:
+                    raise InputError(f"missing modality {mod!r}", case=case, file=expected)
+                missing[mod] = expected
+                continue
             images[mod] = _single(files[mod.lower()], case, f"modality {mod!r}")
         label = _single(files["seg"], case, "the label") if "seg" in files else None
-        specs.append(CaseSpec(case, images, label))
+        specs.append(CaseSpec(case, images, label, missing))
     return specs
 
 
-def _nnunet_channels(root: Path, modalities: list[str]) -> dict[str, int]:
-    """Map each requested modality to its nnU-Net channel index."""
+def _nnunet_channels(root: Path, modalities: list[str],
+                     allow_missing: bool) -> dict[str, int | None]:
+    """Map each requested modality to its nnU-Net channel index (None: unknown, allowed)."""
     names: dict[int, str] = {}
     meta_path = root / "dataset.json"
     if meta_path.exists():
@@ -125,12 +136,14 @@ def _nnunet_channels(root: Path, modalities: list[str]) -> dict[str, int]:
         raw = meta.get("channel_names") or meta.get("modality") or {}
         names = {int(k): str(v) for k, v in raw.items()}
     lookup = {v.lower(): k for k, v in names.items()}
-    channels = {}
+    channels: dict[str, int | None] = {}
     for mod in modalities:
         if mod.lower() in lookup:
             channels[mod] = lookup[mod.lower()]
         elif mod.isdigit():
             channels[mod] = int(mod)
+        elif allow_missing:
+            channels[mod] = None
         else:
             raise InputError(f"requested modality {mod!r} not present; channel_names: "
                              f"{names or '(no dataset.json: give channel indices like 0000)'}",
@@ -138,10 +151,10 @@ def _nnunet_channels(root: Path, modalities: list[str]) -> dict[str, int]:
     return channels
 
 
-def _discover_nnunet(root: Path, modalities: list[str]) -> list[CaseSpec]:
+def _discover_nnunet(root: Path, modalities: list[str], allow_missing: bool) -> list[CaseSpec]:
     split = "Tr" if (root / "imagesTr").is_dir() else "Ts"
     image_dir, label_dir = root / f"images{split}", root / f"labels{split}"
-    channels = _nnunet_channels(root, modalities)
+    channels = _nnunet_channels(root, modalities, allow_missing)
     files: dict[str, dict[int, list[Path]]] = {}
     for path in sorted(image_dir.iterdir()):
         match = _NNUNET_RE.match(path.name)
@@ -150,25 +163,29 @@ def _discover_nnunet(root: Path, modalities: list[str]) -> list[CaseSpec]:
             per_case.setdefault(int(match.group("channel")), []).append(path)
     present = {ch for per_case in files.values() for ch in per_case}
     for mod, ch in channels.items():
-        if files and ch not in present:
+        if not allow_missing and files and ch not in present:
             raise InputError(f"requested modality {mod!r} (channel {ch:04d}) not present in "
                              f"any case", file=image_dir)
     specs = []
     for case, per_case in sorted(files.items()):
-        images = {}
+        images, missing = {}, {}
         for mod, ch in channels.items():
-            if ch not in per_case:
-                raise InputError(f"missing modality {mod!r} (channel {ch:04d})", case=case,
-                                 file=image_dir / f"{case}_{ch:04d}.nii.gz")
+            if ch is None or ch not in per_case:
+                expected = image_dir if ch is None else image_dir / f"{case}_{ch:04d}.nii.gz"
+                if not allow_missing:
+                    raise InputError(f"missing modality {mod!r} (channel {ch:04d})", case=case,
+                                     file=expected)
+                missing[mod] = expected
+                continue
             images[mod] = _single(per_case[ch], case, f"channel {ch:04d}")
         labels = [label_dir / f"{case}{ext}" for ext in (".nii.gz", ".nii")]
         labels = [p for p in labels if p.is_file()]
         specs.append(CaseSpec(case, images, _single(labels, case, "the label") if labels
-                              else None))
+                              else None, missing))
     return specs
 
 
-def _discover_csv(path: Path, modalities: list[str]) -> list[CaseSpec]:
+def _discover_csv(path: Path, modalities: list[str], allow_missing: bool) -> list[CaseSpec]:
     base = path.parent
     try:
         with path.open(newline="") as fh:
@@ -182,7 +199,7 @@ def _discover_csv(path: Path, modalities: list[str]) -> list[CaseSpec]:
     if "case" not in columns:
         raise InputError(f"CSV manifest needs a 'case' column; columns: {header}", file=path)
     for mod in modalities:
-        if mod.lower() not in columns:
+        if mod.lower() not in columns and not allow_missing:
             raise InputError(f"requested modality {mod!r} not present; columns: {header}",
                              file=path)
     label_col = columns.get("label")
@@ -193,15 +210,19 @@ def _discover_csv(path: Path, modalities: list[str]) -> list[CaseSpec]:
             continue
         if case in specs:
             raise InputError("duplicate case name in CSV manifest", case=case, file=path)
-        images = {}
+        images, missing = {}, {}
         for mod in modalities:
-            cell = row.get(columns[mod.lower()], "")
+            column = columns.get(mod.lower())
+            cell = row.get(column, "") if column else ""
             if not cell:
-                raise InputError(f"empty cell for modality {mod!r}", case=case, file=path)
+                if not allow_missing:
+                    raise InputError(f"empty cell for modality {mod!r}", case=case, file=path)
+                missing[mod] = path
+                continue
             images[mod] = base / cell if not Path(cell).is_absolute() else Path(cell)
         cell = row.get(label_col, "") if label_col else ""
         label = (base / cell if not Path(cell).is_absolute() else Path(cell)) if cell else None
-        specs[case] = CaseSpec(case, images, label)
+        specs[case] = CaseSpec(case, images, label, missing)
     return [specs[c] for c in sorted(specs)]
 
 
@@ -236,7 +257,7 @@ def _check_case_names(specs: list[CaseSpec], source: Path) -> None:
 
 
 def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
-                   require_labels: bool = False) -> list[CaseSpec]:
+                   require_labels: bool = False, allow_missing: bool = False) -> list[CaseSpec]:
     """List the cases of a dataset.
 
     Args:
@@ -245,15 +266,18 @@ def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
             accepts channel indices such as ``"0000"``).
         layout: ``"auto"``, ``"brats"``, ``"nnunet"`` or ``"csv"``.
         require_labels: if True, every case must have a label.
+        allow_missing: a case may lack some of ``modalities`` (recorded in
+            :attr:`CaseSpec.missing`; a modality may be absent from every case) but needs
+            at least one of them.
 
     Returns:
         Case specifications sorted by case name.
 
     Raises:
         InputError: unknown layout, requested modality absent, missing modality or label
-            file, duplicate case names (also ones differing only in upper/lower case), case
-            names that are unsafe as file names or clash with derived files
-            (``<case>_seg``), or an empty dataset.
+            file (with ``allow_missing``: a case with none of the modalities), duplicate case
+            names (also ones differing only in upper/lower case), case names that are unsafe
+            as file names or clash with derived files (``<case>_seg``), or an empty dataset.
     """
     root = Path(root)
     if layout == "auto":
@@ -265,15 +289,19 @@ def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
     if len({m.lower() for m in modalities}) != len(modalities):
         raise InputError(f"modalities must be distinct: {modalities}")
     if layout == "brats":
-        specs = _discover_brats(root, modalities)
+        specs = _discover_brats(root, modalities, allow_missing)
     elif layout == "nnunet":
-        specs = _discover_nnunet(root, modalities)
+        specs = _discover_nnunet(root, modalities, allow_missing)
     else:
-        specs = _discover_csv(root, modalities)
+        specs = _discover_csv(root, modalities, allow_missing)
     if not specs:
         raise InputError(f"empty dataset: no cases found (layout {layout!r})", file=root)
     _check_case_names(specs, root)
     for spec in specs:
+        if not spec.images:
+            raise InputError(f"none of the modalities {list(modalities)} is present (at least "
+                             f"one is needed)", case=spec.case,
+                             file=next(iter(spec.missing.values()), root))
         for path in [*spec.images.values(), *([spec.label] if spec.label else [])]:
             if not path.is_file():
                 raise InputError("file not found", case=spec.case, file=path)

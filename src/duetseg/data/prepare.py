@@ -16,14 +16,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from tqdm import tqdm
-
 from duetseg.atomic import save_json, save_npy
 from duetseg.config import PrepareConfig
 from duetseg.data.cache import FORMAT_VERSION, Cache, fingerprint
 from duetseg.data.discovery import CaseSpec, discover_cases
 from duetseg.data.preprocess import preprocess_case
 from duetseg.errors import ConfigError, DuetsegError, InputError
+from duetseg.progress import progress_bar
 
 __all__ = ["prepare_dataset"]
 
@@ -110,7 +109,8 @@ def _reset_if_stale(out: Path, fp: str, source: str) -> None:
 
 def _run(todo: list[CaseSpec], cfg: PrepareConfig, out: Path, fp: str, num_workers: int,
          progress: bool) -> None:
-    bar = tqdm(total=len(todo), desc="prepare", unit="case", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="prepare", unit="case",
+                       disable=not progress or not todo)
     try:
         if num_workers <= 1 or len(todo) <= 1:
             for spec in todo:

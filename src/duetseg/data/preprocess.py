@@ -18,7 +18,14 @@ The properties dict of a case (JSON-serialisable, saved as ``<case>.json`` in th
   slightly from the target because shapes are rounded);
 * crop: ``crop_bbox`` (``[[lo, hi), ...]`` in the resampled grid), ``shape_after_crop``;
 * ``cache_affine``: voxel -> world (mm) affine of the cached arrays;
-* ``normalization``: modality -> scheme; ``label_voxels_outside_crop`` for labelled cases.
+* ``normalization``: modality -> scheme; ``label_voxels_outside_crop`` for labelled cases;
+* ``missing_modalities`` (only after :func:`fill_missing_modalities`): the configured
+  modalities the case lacked, zero-filled.
+
+A case lacking some modalities (prediction by a run trained with modality dropout) is
+preprocessed from the ones it has: ``modalities`` lists those, the geometry is that of the
+first present one (with registration: of the reference when present, else of the first
+present one), and :func:`fill_missing_modalities` then adds the absent channels as zeros.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from duetseg.data.discovery import CaseSpec
 from duetseg.data.normalize import normalize
 from duetseg.errors import ConfigError, InputError
 
-__all__ = ["PreprocessedCase", "map_labels", "preprocess_case"]
+__all__ = ["PreprocessedCase", "fill_missing_modalities", "map_labels", "preprocess_case"]
 
 
 @dataclass
@@ -114,7 +121,7 @@ def preprocess_case(spec: CaseSpec, cfg: PrepareConfig) -> PreprocessedCase:
     volumes must share one grid.
 
     Args:
-        spec: the case's files.
+        spec: the case's files (all of ``cfg.modalities``, or a subset for prediction).
         cfg: preparation settings.
 
     Returns:
@@ -132,6 +139,8 @@ def preprocess_case(spec: CaseSpec, cfg: PrepareConfig) -> PreprocessedCase:
     registration = None
     if cfg.registration.enabled:
         ref_name = reg.reference_modality(cfg)
+        if ref_name not in spec.images:  # a case predicted without it: the first present
+            ref_name = names[0]
         canon, registration = reg.register_modalities(canon, spec.images, ref_name,
                                                       cfg.registration, spec.case)
     else:
@@ -198,3 +207,27 @@ def preprocess_case(spec: CaseSpec, cfg: PrepareConfig) -> PreprocessedCase:
         image[c] = normalize(image[c], cfg.normalization_for(m))
     return PreprocessedCase(image=image.astype(np.float32, copy=False), label=label,
                             properties=props)
+
+
+def fill_missing_modalities(case: PreprocessedCase, modalities: list[str]) -> PreprocessedCase:
+    """The case with one channel per modality of ``modalities``, absent ones zero-filled.
+
+    Args:
+        case: a preprocessed case whose ``properties["modalities"]`` are a subset of
+            ``modalities`` (in their order).
+        modalities: the run's modalities, in input-channel order.
+
+    Returns:
+        ``case`` itself when nothing is missing, else a copy with a (K, X, Y, Z) image (zeros
+        in the absent channels, i.e. after normalisation) and ``missing_modalities`` in its
+        properties.
+    """
+    names = list(case.properties["modalities"])
+    if names == list(modalities):
+        return case
+    image = np.zeros((len(modalities), *case.image.shape[1:]), dtype=np.float32)
+    for c, name in enumerate(names):
+        image[list(modalities).index(name)] = case.image[c]
+    props = {**case.properties,
+             "missing_modalities": [m for m in modalities if m not in names]}
+    return PreprocessedCase(image=image, label=case.label, properties=props)

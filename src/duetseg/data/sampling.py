@@ -8,7 +8,12 @@ A batch is a pure function of ``(seed, iteration)``:
   every labelled case once;
 * unlabelled slots walk endless permutations of the unlabelled cases the same way
   (``default_rng([seed, 2, p])``); with no unlabelled cases they walk the labelled ones;
-* crop and augmentation of slot ``k`` come from ``default_rng([seed, 1, iteration, k])``.
+* crop and augmentation of slot ``k`` come from ``default_rng([seed, 1, iteration, k])``;
+* modality dropout (``modality_dropout`` p > 0) of slot ``k`` comes from its own stream
+  ``default_rng([seed, 3, iteration, k])``: with probability p one modality, chosen
+  uniformly, is replaced by zeros (never all of them: nothing is dropped with a single
+  modality). With p = 0 that stream is never drawn and batches are exactly those without
+  the option. The batch's ``present`` (B, K) mask says which inputs each crop kept.
 
 A run resumed at iteration ``t`` therefore sees exactly the batches it would have seen,
 whatever the number of DataLoader workers.
@@ -41,6 +46,7 @@ __all__ = ["TwoStreamBatches", "make_loader", "resolve_num_workers"]
 _LABELLED_STREAM = 0
 _CROP_STREAM = 1
 _UNLABELLED_STREAM = 2
+_DROPOUT_STREAM = 3
 
 
 class TwoStreamBatches(Dataset):
@@ -59,16 +65,18 @@ class TwoStreamBatches(Dataset):
         foreground_prob: probability that a labelled crop is centred on foreground.
         rank: this process's rank in a data-parallel run.
         world_size: number of processes (``batch_size`` and ``labeled_bs`` are per process).
+        modality_dropout: probability in [0, 1) that a crop has one modality zeroed.
 
     Raises:
-        ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size or rank.
+        ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size, rank or
+            modality dropout.
         InputError: a cache file is missing.
     """
 
     def __init__(self, cache_root: Path, labeled: list[str], unlabeled: list[str],
                  crop_size: Any, batch_size: int, labeled_bs: int, seed: int,
                  flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, modality_dropout: float = 0.0):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -79,6 +87,7 @@ class TwoStreamBatches(Dataset):
         self.flip, self.rot90 = bool(flip), bool(rot90)
         self.foreground_prob = float(foreground_prob)
         self.rank, self.world_size = int(rank), int(world_size)
+        self.modality_dropout = float(modality_dropout)
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
         if not 1 <= self.labeled_bs <= self.batch_size:
@@ -90,6 +99,8 @@ class TwoStreamBatches(Dataset):
             raise ConfigError(f"rank {rank} is not in a world of {world_size} processes")
         if not 0.0 <= self.foreground_prob <= 1.0:
             raise ConfigError(f"foreground_prob must be in [0, 1], got {foreground_prob}")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         for case in self.labeled + self.unlabeled:
             if not (self.cache_root / f"{case}.npy").is_file():
                 raise InputError("image missing from the cache", case=case,
@@ -167,7 +178,8 @@ class TwoStreamBatches(Dataset):
 
         Returns:
             ``{"image": float32 (B, C, X, Y, Z), "label": int64 (labeled_bs, X, Y, Z),
-            "cases": [B case IDs]}``.
+            "cases": [B case IDs], "present": bool (B, C)}``; ``present[b, m]`` is False
+            where modality dropout zeroed channel ``m`` of crop ``b`` (all True when off).
         """
         iteration = int(iteration)
         if iteration < 0:
@@ -195,9 +207,26 @@ class TwoStreamBatches(Dataset):
         if len(channels) > 1:
             raise InputError(f"cases in one batch have different channel counts {channels}: "
                              f"{cases}")
-        return {"image": torch.from_numpy(np.stack(images)),
+        image = np.stack(images)
+        present = self._drop_modalities(image, iteration, [g for _, g in slots])
+        return {"image": torch.from_numpy(image),
                 "label": torch.from_numpy(np.stack(labels).astype(np.int64)),
-                "cases": cases}
+                "cases": cases, "present": torch.from_numpy(present)}
+
+    def _drop_modalities(self, image: np.ndarray, iteration: int,
+                         global_slots: list[int]) -> np.ndarray:
+        """Zero one modality of some crops of ``image`` in place; return the (B, C) mask."""
+        present = np.ones(image.shape[:2], dtype=bool)
+        channels = image.shape[1]
+        if self.modality_dropout <= 0.0 or channels < 2:
+            return present
+        for b, global_slot in enumerate(global_slots):
+            rng = np.random.default_rng([self.seed, _DROPOUT_STREAM, iteration, global_slot])
+            if rng.random() < self.modality_dropout:
+                m = int(rng.integers(channels))
+                image[b, m] = 0.0
+                present[b, m] = False
+        return present
 
 
 def _seed_worker(seed: int, worker_id: int) -> None:

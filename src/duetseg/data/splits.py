@@ -4,6 +4,8 @@ Two ways to split:
 
 * seeded fractions or counts (``SplitConfig.val`` / ``test``, relative to the cases that have
   a label): val and test are drawn from the labelled cases only, the rest is train;
+* K-fold cross-validation (``SplitConfig.folds``): the test split is one of K seeded folds
+  of the labelled cases, see :func:`cv_folds`;
 * case-list files (the SSL4MIS BraTS 2019 lists): ``train_list`` / ``val_list`` /
   ``test_list``, one case ID per line. The labelled subset is then the first N lines of the
   train list (SSL4MIS convention) unless ``labeled_list`` names it.
@@ -25,7 +27,8 @@ from duetseg.atomic import save_json
 from duetseg.config import SplitConfig
 from duetseg.errors import ConfigError
 
-__all__ = ["parse_labeled", "make_splits", "save_splits", "load_splits", "read_case_list"]
+__all__ = ["parse_labeled", "cv_folds", "make_splits", "save_splits", "load_splits",
+           "read_case_list"]
 
 _KEYS = ("train", "val", "test", "labeled", "unlabeled")
 log = logging.getLogger(__name__)
@@ -125,6 +128,43 @@ def _finish(train: list[str], val: list[str], test: list[str],
     return out
 
 
+def cv_folds(labelled: list[str], folds: int, seed: int) -> list[list[str]]:
+    """The labelled cases shuffled with ``seed`` and cut into ``folds`` near-equal folds.
+
+    The partition depends only on the case set, ``folds`` and ``seed`` (never on which fold
+    a run tests), so the runs of folds 0..K-1 test every case exactly once.
+
+    Raises:
+        ConfigError: fewer cases than folds.
+    """
+    if len(labelled) < folds:
+        raise ConfigError(f"{folds}-fold cross-validation needs at least {folds} labelled "
+                          f"cases, found {len(labelled)}")
+    order = np.random.default_rng([seed, folds]).permutation(len(labelled))
+    shuffled = [sorted(labelled)[i] for i in order]
+    return [sorted(part) for part in np.array_split(np.asarray(shuffled, dtype=object), folds)]
+
+
+def _fold_split(labelled: list[str], unlabelled_only: list[str],
+                cfg: SplitConfig) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(val, test, train, labeled) of fold ``cfg.fold`` of ``cfg.folds``."""
+    parts = cv_folds(labelled, int(cfg.folds), cfg.seed)
+    test = list(parts[cfg.fold])
+    rest = sorted(c for i, part in enumerate(parts) if i != cfg.fold for c in part)
+    rest = [rest[i] for i in np.random.default_rng([cfg.seed, cfg.folds, cfg.fold + 1])
+            .permutation(len(rest))]
+    n_val = _count(cfg.val, len(labelled), "val")
+    if n_val >= len(rest):
+        raise ConfigError(f"val ({n_val}) leaves no labelled training case in fold "
+                          f"{cfg.fold} ({len(rest)} cases outside the test fold)")
+    val, rest = rest[:n_val], rest[n_val:]
+    n_lab = parse_labeled(cfg.labeled, len(rest) + len(unlabelled_only))
+    if n_lab > len(rest):
+        raise ConfigError(f"labeled {cfg.labeled!r}: {n_lab} labelled cases requested but "
+                          f"only {len(rest)} training cases of fold {cfg.fold} have a label")
+    return val, test, rest + unlabelled_only, rest[:n_lab]
+
+
 def make_splits(cases: list[str], labelled_available: list[str],
                 cfg: SplitConfig) -> dict[str, list[str]]:
     """Divide the cases into train / val / test and the labelled subset of train.
@@ -175,6 +215,8 @@ def make_splits(cases: list[str], labelled_available: list[str],
             labeled = labeled_fixed
         # Unlabelled-only cases never leave train.
         train = train + extra
+    elif cfg.folds is not None:
+        val, test, train, labeled = _fold_split(sorted(labelled), unlabelled_only, cfg)
     else:
         rng = np.random.default_rng(cfg.seed)
         fixed = set(labeled_fixed or [])

@@ -2,6 +2,12 @@
 
 A method is an ``nn.Module`` that owns its network(s) and turns a two-stream batch into
 named losses. The trainer only sees this interface: it never branches on a method's name.
+
+Modality dropout (``train.modality_dropout``): before each step the trainer calls
+:meth:`Method.set_present` with the batch's (B, K) mask of the inputs that were not zeroed.
+Every method receives the zeroed channels; a method that can use the mask (``ours`` and
+``supervised`` with DuetNet skip an absent branch's losses) reads it with
+:meth:`Method.present_mask`; the others ignore it and simply learn from the zeroed input.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ class Method(nn.Module, ABC):
         self.weight = self.default_weight if weight is None else weight
         self.uses_unlabeled = True
         self.primary_output = "prediction"
+        self._present: torch.Tensor | None = None
 
     @property
     def num_modalities(self) -> int:
@@ -102,6 +109,26 @@ class Method(nn.Module, ABC):
         losses["unsup"] = unsup
         losses["unsup_weight"] = torch.tensor(weight)
         return total + weight * unsup
+
+    def set_present(self, present: torch.Tensor | None) -> None:
+        """Which inputs of the next batches are present (modality dropout).
+
+        Applies to every following :meth:`training_losses` call until changed.
+
+        Args:
+            present: bool (B, K) mask, True where crop b's modality m was not zeroed; None
+                or all True = every input present (stored as None, so a batch without
+                dropout takes exactly the code path it always took).
+        """
+        if present is not None:
+            present = torch.as_tensor(present, dtype=torch.bool)
+            if bool(present.all()):
+                present = None
+        self._present = present
+
+    def present_mask(self) -> torch.Tensor | None:
+        """The bool (B, K) mask given to :meth:`set_present`, or None if all present."""
+        return self._present
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimiser updates (teachers kept by EMA are excluded)."""

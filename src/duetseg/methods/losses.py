@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
-__all__ = ["SupervisedLoss", "cross_branch_mse"]
+__all__ = ["SupervisedLoss", "cross_branch_mse", "confident_teacher_mse", "hard_pseudo_ce",
+           "graph_zero", "masked_branch_supervised", "masked_branch_consistency"]
 
 
 class SupervisedLoss(torch.nn.Module):
@@ -44,4 +47,127 @@ def cross_branch_mse(probs: list[torch.Tensor]) -> torch.Tensor:
         others = [q.detach() for n, q in enumerate(probs) if n != m]
         target = others[0] if len(others) == 1 else torch.stack(others).mean(0)
         total = total + torch.mean((p - target) ** 2)
+    return total
+
+
+def confident_teacher_mse(probs: list[torch.Tensor]) -> torch.Tensor:
+    """Per voxel, the most confident branch teaches the others (MSE to its detached softmax).
+
+    Confidence is a branch's largest class probability at the voxel. The teaching branch
+    gets no loss there, so a weak branch (e.g. one that reads T1ce, which barely shows
+    oedema) no longer pulls a stronger one towards its mistakes where it is less sure.
+    Normalised like :func:`cross_branch_mse` (mean over all elements, summed over branches).
+
+    Args:
+        probs: softmax probabilities of each branch ``(B, C, ...)``, same shape.
+
+    Returns:
+        Scalar loss.
+    """
+    stacked = torch.stack([p.detach() for p in probs])  # (K, B, C, ...)
+    teacher = stacked.amax(dim=2).argmax(dim=0, keepdim=True)  # (1, B, ...)
+    target = torch.gather(stacked, 0, teacher.unsqueeze(2).expand_as(stacked[:1]))[0]
+    total = probs[0].new_zeros(())
+    for m, p in enumerate(probs):
+        student = (teacher[0] != m).unsqueeze(1).to(p.dtype)
+        total = total + torch.mean(student * (p - target) ** 2)
+    return total
+
+
+def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float) -> torch.Tensor:
+    """Cross pseudo-labels: each branch learns the others' argmax where they are confident.
+
+    Branch ``m``'s target is the argmax of the mean detached softmax of the other branches;
+    voxels where that mean's largest probability is below ``threshold`` are masked out. The
+    masked cross-entropy is averaged over all voxels (masked ones count as zero), summed
+    over branches.
+
+    Args:
+        logits: logits of each branch ``(B, C, ...)``, same shape.
+        threshold: confidence in [0, 1) a pseudo-label needs.
+
+    Returns:
+        Scalar loss.
+    """
+    probs = [torch.softmax(lg.detach(), 1) for lg in logits]
+    total = logits[0].new_zeros(())
+    for m, lg in enumerate(logits):
+        others = torch.stack([q for n, q in enumerate(probs) if n != m]).mean(0)
+        confidence, target = others.max(dim=1)
+        ce = F.cross_entropy(lg, target, reduction="none")
+        total = total + torch.mean(ce * (confidence >= threshold).to(ce.dtype))
+    return total
+
+
+def graph_zero(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A scalar 0 connected to ``tensors``' graph: their parameters get a (zero) gradient.
+
+    Keeps every parameter in the backward pass when a masked loss has nothing left (data
+    parallel training expects a gradient for each of them).
+    """
+    return sum(t.sum() for t in tensors) * 0.0
+
+
+def masked_branch_supervised(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                             logits: list[torch.Tensor], label: torch.Tensor,
+                             present: torch.Tensor) -> torch.Tensor:
+    """Sum over branches of ``loss_fn`` on the labelled crops where the branch's input exists.
+
+    Branch ``m``'s loss is ``loss_fn`` on the crops ``b < n`` with ``present[b, m]`` only
+    (a batch Dice is thus computed over those crops), zero when there are none.
+
+    Args:
+        loss_fn: ``(logits, target) -> scalar`` (e.g. :class:`SupervisedLoss`).
+        logits: K branch logits ``(B, C, ...)``; the first ``n = label.shape[0]`` labelled.
+        label: ``(n, ...)`` class indices.
+        present: bool ``(B, K)`` (or ``(n, K)``) mask of the present inputs.
+
+    Returns:
+        Scalar loss.
+    """
+    n = label.shape[0]
+    keep = present[:n].cpu()
+    total = graph_zero([lg[:n] for lg in logits])
+    for m, lg in enumerate(logits):
+        rows = keep[:, m]
+        if bool(rows.all()):
+            total = total + loss_fn(lg[:n], label)
+        elif bool(rows.any()):
+            idx = rows.nonzero().flatten().to(label.device)
+            total = total + loss_fn(lg[:n].index_select(0, idx), label.index_select(0, idx))
+    return total
+
+
+def masked_branch_consistency(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
+                              logits: list[torch.Tensor],
+                              present: torch.Tensor) -> torch.Tensor:
+    """A cross-branch consistency term where each crop involves its present branches only.
+
+    ``loss_fn`` is one of the consistency terms above (a sum over the branches it is given
+    of a mean over all elements). Crops are grouped by their set of present branches; a
+    group with at least two runs ``loss_fn`` on those branches' logits of its crops, one
+    with fewer contributes zero. Each group's value is weighted by its share of the ``B``
+    crops, so the result is the mean over all crops of the per-crop terms (absent crops
+    count as zero) and equals ``loss_fn(logits)`` when every input is present.
+
+    Args:
+        loss_fn: ``list of K' >= 2 logits (B', C, ...) -> scalar``.
+        logits: K branch logits ``(B, C, ...)``.
+        present: bool ``(B, K)`` mask of the present inputs.
+
+    Returns:
+        Scalar loss.
+    """
+    batch = logits[0].shape[0]
+    rows_of: dict[tuple[bool, ...], list[int]] = {}
+    for b, row in enumerate(present.cpu().tolist()):
+        rows_of.setdefault(tuple(row), []).append(b)
+    total = graph_zero(logits)
+    for key, rows in rows_of.items():
+        branches = [m for m, here in enumerate(key) if here]
+        if len(branches) < 2:
+            continue
+        idx = torch.tensor(rows, device=logits[0].device)
+        part = [logits[m].index_select(0, idx) for m in branches]
+        total = total + loss_fn(part) * (len(rows) / batch)
     return total

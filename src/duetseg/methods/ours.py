@@ -5,14 +5,32 @@ pulled towards the other branch's detached softmax by MSE (Eq. 5-6). Total
 ``L_sup + alpha(t) L_unsup`` with alpha = 1 (paper) and the usual ``exp(-5(1-t)^2)`` ramp-up
 over ``method.rampup_fraction`` of training (0 disables it). ``method.mcml: false`` drops the
 unsupervised term (ablation), so only labelled crops are used.
+
+Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
+no supervised loss on that crop (batch Dice over the crops where it is present) and takes
+no part in that crop's consistency term, which only compares the present branches and is
+zero when fewer than two are (:func:`masked_branch_supervised`,
+:func:`masked_branch_consistency`). The zeroed branch still runs and its features still
+enter the MMF gates (see :mod:`duetseg.models.duetnet`).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Literal
 
+import torch
+from pydantic import Field
+
+from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
-from duetseg.methods.losses import SupervisedLoss, cross_branch_mse
+from duetseg.methods.losses import (
+    SupervisedLoss,
+    confident_teacher_mse,
+    cross_branch_mse,
+    hard_pseudo_ce,
+    masked_branch_consistency,
+    masked_branch_supervised,
+)
 from duetseg.models import DuetNet, ensemble_probabilities
 
 __all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod", "Ours"]
@@ -46,7 +64,18 @@ class DualBranchMethod(BranchOutputs, Method):
         self.sup_loss = SupervisedLoss()
         self.primary_output = "ensemble"
 
-    def supervised(self, logits: list[torch.Tensor], label: torch.Tensor) -> torch.Tensor:
+    def supervised(self, logits: list[torch.Tensor], label: torch.Tensor,
+                   present: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum over branches of the supervised loss on the labelled crops.
+
+        Args:
+            logits: K branch logits; the first ``label.shape[0]`` crops are labelled.
+            label: class indices of the labelled crops.
+            present: bool (B, K) inputs present (modality dropout); a branch gets no loss on
+                the crops where its input is absent. None = all present.
+        """
+        if present is not None:
+            return masked_branch_supervised(self.sup_loss, logits, label, present)
         n = label.shape[0]
         return sum(self.sup_loss(lg[:n], label) for lg in logits)
 
@@ -58,24 +87,49 @@ class DualBranchMethod(BranchOutputs, Method):
 
 
 class Ours(DualBranchMethod):
-    """DuetNet + supervised loss on each branch + cross-branch MSE on unlabelled crops."""
+    """DuetNet + supervised loss on each branch + cross-branch consistency on unlabelled crops.
+
+    ``method.options.consistency`` chooses the unsupervised term: ``mse`` (the paper: each
+    branch's softmax pulled to the other's, both ways), ``confident_teacher`` (per voxel the
+    more confident branch teaches the other, :func:`confident_teacher_mse`) or
+    ``hard_pseudo`` (cross pseudo-labels masked at ``pseudo_threshold``,
+    :func:`hard_pseudo_ce`).
+    """
 
     name = "ours"
     description = "DuetNet (MMF + MAE) with multi-modal contrastive mutual learning (the paper)"
     default_weight = 1.0
 
+    class Options(StrictModel):
+        consistency: Literal["mse", "confident_teacher", "hard_pseudo"] = "mse"
+        pseudo_threshold: float = Field(default=0.8, ge=0.0, lt=1.0)
+
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.uses_unlabeled = ctx.method.mcml
 
+    def consistency(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """The unsupervised term on the unlabelled part of the branches' logits."""
+        if self.options.consistency == "hard_pseudo":
+            return hard_pseudo_ce(logits, self.options.pseudo_threshold)
+        probs = [torch.softmax(lg, 1) for lg in logits]
+        if self.options.consistency == "confident_teacher":
+            return confident_teacher_mse(probs)
+        return cross_branch_mse(probs)
+
     def training_losses(self, image, label, iteration):
         logits = self.net(image)
-        sup = self.supervised(logits, label)
+        present = self.present_mask()
+        sup = self.supervised(logits, label, present)
         losses = {"sup": sup}
         total = sup
         n = label.shape[0]
         if self.uses_unlabeled and image.shape[0] > n:
-            probs = [torch.softmax(lg[n:], 1) for lg in logits]
-            total = self.add_unsupervised(losses, total, cross_branch_mse(probs), iteration)
+            unlabelled = [lg[n:] for lg in logits]
+            if present is None:
+                unsup = self.consistency(unlabelled)
+            else:
+                unsup = masked_branch_consistency(self.consistency, unlabelled, present[n:])
+            total = self.add_unsupervised(losses, total, unsup, iteration)
         losses["loss"] = total
         return losses

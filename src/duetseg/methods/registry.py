@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "cmc": "duetseg.methods.cmc:CMC",
     "urpc": "duetseg.methods.urpc:URPC",
     "mlrpl": "duetseg.methods.mlrpl:MLRPL",
+    "bcp": "duetseg.methods.bcp:BCP",
 }
 
 

@@ -3,6 +3,9 @@
 By default the same DuetNet as ``ours`` without any unsupervised term. With
 ``method.options.network: vnet`` a single VNet reads the modalities concatenated as input
 channels (the single-network bound used by the single-modality baselines).
+
+Modality dropout: with DuetNet a branch gets no loss on the crops where its input was
+zeroed (as in ``ours``); the VNet just sees the zeroed channel.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ class Supervised(DualBranchMethod):
         return out if isinstance(out, list) else [out]
 
     def training_losses(self, image, label, iteration):
-        sup = self.supervised(self._logits(image), label)
+        present = self.present_mask() if self.options.network == "duetnet" else None
+        sup = self.supervised(self._logits(image), label, present)
         return {"sup": sup, "loss": sup}
 
     def output_probabilities(self, image):

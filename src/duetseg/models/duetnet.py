@@ -1,12 +1,22 @@
 """DuetNet: one VNet branch per modality, fused after every encoder stage.
 
-Branch ``m`` sees input channel ``m`` only and has its own encoder and decoder. After each of
+Branch ``m`` sees input channel ``m`` only (``branch_input: own``, the paper) or every
+channel (``branch_input: all``) and has its own encoder and decoder. After each of
 the four encoder stages the K branch features go through multi-modal fusion (MMF,
 :mod:`duetseg.models.fusion`); the fused tensors feed both the next stage and the skip of
 their branch. The K bottlenecks go through modality-aware enhancement (MAE,
 :mod:`duetseg.models.enhancement`), optionally the skips too, then each branch decodes to its
 own logits. The user-facing prediction is the mean of the branches' softmaxes
 (:func:`ensemble_probabilities`).
+
+An absent modality (``train.modality_dropout``, or ``duetseg predict`` on a case lacking one)
+is a zero input channel; the network itself has no notion of it. The absent branch still
+runs on its zero image and its features still enter every MMF gate (and MAE across
+modalities), so the fused features the present branches receive are those of "this
+modality is blank": modality dropout trains the gates to cope with it, and prediction sees
+exactly what training saw. What is masked is the use of the absent branch's *output*: no
+loss during training (``ours``, ``supervised``), and no part in the ensemble or the
+disagreement at prediction.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ class DuetNet(nn.Module):
         in_modalities: number of modalities K (≥ 2), one branch each.
         num_classes: output classes per branch.
         cfg: model settings (``base_width``, ``fusion``, ``mae``, ``mae_softmax``,
-            ``mae_on_skips``, ``mae_reduction``, ``dropout``, ``norm``).
+            ``mae_on_skips``, ``mae_reduction``, ``dropout``, ``norm``, ``branch_input``).
 
     Raises:
         ValueError: ``in_modalities < 2`` or an unsupported backbone.
@@ -66,7 +76,10 @@ class DuetNet(nn.Module):
         self.num_classes = num_classes
         self.cfg = cfg.model_copy()
         k, norm = in_modalities, cfg.norm
-        self.encoders = nn.ModuleList(Encoder(1, cfg.base_width, norm) for _ in range(k))
+        self.reads_all = cfg.branch_input == "all"
+        in_channels = k if self.reads_all else 1
+        self.encoders = nn.ModuleList(Encoder(in_channels, cfg.base_width, norm)
+                                      for _ in range(k))
         channels = self.encoders[0].channels
         self.fusions = nn.ModuleList(
             build_fusion(cfg.fusion, channels[s], k, norm) for s in range(NUM_STAGES)
@@ -99,7 +112,8 @@ class DuetNet(nn.Module):
             ValueError: wrong input shape.
         """
         check_spatial_size(x, 2**NUM_STAGES, channels=[self.num_modalities])
-        features = [x[:, m : m + 1] for m in range(self.num_modalities)]
+        features = [x if self.reads_all else x[:, m : m + 1]
+                    for m in range(self.num_modalities)]
         skips: list[list[Tensor]] = [[] for _ in range(self.num_modalities)]
         for s in range(NUM_STAGES):
             features = [enc.stage(s, f) for enc, f in zip(self.encoders, features, strict=True)]

@@ -10,6 +10,11 @@ conv2: C → C, both 3×3×3). The gate goes back into every branch according to
 - ``"none"``: no fusion, the branches stay independent.
 
 The fused tensor feeds both the next stage of that branch and that branch's skip.
+
+Absent modality (modality dropout, prediction without one of the inputs): the gate is
+computed from all K branch features as usual, the absent branch's features being those of
+a zero image; nothing is masked here. Training with ``train.modality_dropout`` teaches the
+gate to cope with such a branch, and prediction on a zero-filled input then matches training.
 """
 
 from __future__ import annotations

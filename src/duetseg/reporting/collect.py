@@ -9,6 +9,7 @@ Metric rows are kept as plain dicts (no pandas): ``case`` (str), ``output`` (str
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class RunRecord:
         config: the full run config.
         split: the evaluated split.
         splits: the run's splits.
+        name: the configuration's name in reports: ``config.name`` when set, else
+            ``method`` (filled in when left empty).
     """
 
     run_dir: Path
@@ -64,6 +67,24 @@ class RunRecord:
     config: Config
     split: str = "test"
     splits: dict[str, list[str]] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = self.method
+
+    @property
+    def split_key(self) -> str:
+        """Identifies the data split: a short hash of the sorted labelled cases and the sorted
+        cases of the evaluated split, so runs of one fold (and seed) share it and runs of
+        different folds (other test and labelled lists) do not."""
+        parts = [sorted(self.splits.get("labeled", [])), sorted(self.splits.get(self.split, []))]
+        return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
+
+    @property
+    def fold(self) -> int | None:
+        """The cross-validation fold (``splits.fold``), None without ``splits.folds``."""
+        return None if self.config.splits.folds is None else int(self.config.splits.fold)
 
     @property
     def outputs(self) -> list[str]:
@@ -82,14 +103,16 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        """Short human-readable name, e.g. ``ours 5% s1337`` (``[-MAE]`` etc. for ablations)."""
+        """Short human-readable name, e.g. ``ours 5% s1337`` (`` f2`` for fold 2 of a
+        cross-validation, ``[-MAE]`` etc. for ablations)."""
         off = []
         if self.is_dual_branch and self.method in ("ours", "supervised"):
             off = [n for n, on in (("MMF", self.mmf), ("MAE", self.mae)) if not on]
             if self.method == "ours" and not self.mcml:
                 off.append("MCML")
         suffix = f" [-{' -'.join(off)}]" if off else ""
-        return f"{self.method} {self.labeled_percent:.3g}% s{self.seed}{suffix}"
+        fold = "" if self.fold is None else f" f{self.fold}"
+        return f"{self.name} {self.labeled_percent:.3g}% s{self.seed}{fold}{suffix}"
 
     def output_modality(self, output: str) -> str:
         """The modality a branch output reads (from ``summary["outputs"]``), else its name."""
@@ -219,6 +242,7 @@ def load_run(run_dir: Path, split: str = "test") -> RunRecord:
         config=cfg,
         split=split,
         splits=splits,
+        name=cfg.name or cfg.method.name,
     )
 
 

@@ -17,6 +17,7 @@ from duetseg.atomic import atomic_path  # noqa: E402
 from duetseg.config import PrepareConfig  # noqa: E402
 from duetseg.data.cache import load_original_label  # noqa: E402
 from duetseg.reporting.collect import RunRecord, read_log_csv  # noqa: E402
+from duetseg.reporting.stats import REFERENCE_METHOD  # noqa: E402
 from duetseg.reporting.tables import order_methods  # noqa: E402
 
 __all__ = ["plot_curves", "qualitative_runs", "common_cases", "plot_qualitative"]
@@ -79,20 +80,26 @@ def plot_curves(runs: list[RunRecord], path: Path) -> Path:
     return _save(fig, path)
 
 
-def qualitative_runs(runs: list[RunRecord]) -> list[RunRecord]:
-    """One run per method for the qualitative figure.
+def qualitative_runs(runs: list[RunRecord],
+                     reference: str = REFERENCE_METHOD) -> list[RunRecord]:
+    """One run per configuration (:attr:`RunRecord.name`) for the qualitative figure.
 
-    Uses the labelled count covered by the most methods (ties: the smallest count) and, per
-    method, the run with the lowest seed; methods in table order (``ours`` last).
+    Uses the labelled count covered by the most configurations (ties: the smallest count)
+    and, per configuration, the run with the lowest seed on the split (fold) shared by the
+    most configurations, else its lowest-seed run; configurations in table order
+    (``reference`` last).
     """
     if not runs:
         return []
     counts = sorted({r.labeled for r in runs})
-    best = max(counts, key=lambda c: (len({r.method for r in runs if r.labeled == c}), -c))
+    best = max(counts, key=lambda c: (len({r.name for r in runs if r.labeled == c}), -c))
+    members = [r for r in runs if r.labeled == best]
+    keys = list(dict.fromkeys(r.split_key for r in sorted(members, key=lambda r: r.seed)))
+    split = max(keys, key=lambda k: len({r.name for r in members if r.split_key == k}))
     chosen: dict[str, RunRecord] = {}
-    for run in sorted((r for r in runs if r.labeled == best), key=lambda r: r.seed):
-        chosen.setdefault(run.method, run)
-    return [chosen[m] for m in order_methods(list(chosen))]
+    for run in sorted(members, key=lambda r: (r.split_key != split, r.seed)):
+        chosen.setdefault(run.name, run)
+    return [chosen[m] for m in order_methods(list(chosen), reference)]
 
 
 def _properties(run: RunRecord, case: str) -> dict | None:
@@ -174,7 +181,7 @@ def plot_qualitative(runs: list[RunRecord], path: Path, cases: list[str] | None 
         for run in runs:
             pred = np.asanyarray(nib.load(str(run.eval_dir / "predictions" /
                                               f"{case}.nii.gz")).dataobj)
-            panels.append((f"{run.method}\nDice {_dice_of(run, case):.1f}", pred[:, :, z].T > 0))
+            panels.append((f"{run.name}\nDice {_dice_of(run, case):.1f}", pred[:, :, z].T > 0))
         for j, (title, mask) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(base, cmap="gray", origin="lower")

@@ -7,8 +7,8 @@ import html
 import math
 from pathlib import Path
 
-from duetseg.reporting.stats import WilcoxonResult
-from duetseg.reporting.tables import Table
+from duetseg.reporting.stats import REFERENCE_METHOD, WilcoxonResult
+from duetseg.reporting.tabular import Table
 
 __all__ = ["table_html", "image_html", "stats_html", "render_report"]
 
@@ -24,12 +24,13 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def table_html(table: Table, table_id: str) -> str:
+def table_html(table: Table, table_id: str, highlight: str | None = REFERENCE_METHOD) -> str:
     """Render a :class:`Table` as an HTML ``<table id=...>`` plus its notes.
 
     Args:
         table: the table.
         table_id: value of the ``id`` attribute.
+        highlight: rows whose first cell is this are shown in bold (None: no row).
 
     Returns:
         HTML text (cells are escaped).
@@ -38,7 +39,7 @@ def table_html(table: Table, table_id: str) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = []
     for row in table.rows:
-        cls = ' class="ours"' if row and row[0] == "ours" else ""
+        cls = ' class="ours"' if row and highlight is not None and row[0] == highlight else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     notes = "".join(f"<li>{esc(n)}</li>" for n in table.notes)
     return (f'<table id="{esc(table_id)}"><caption>{esc(table.title)}</caption>'
@@ -52,19 +53,29 @@ def image_html(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
-def stats_html(results: dict[tuple[str, int], WilcoxonResult],
-               labels: dict[int, str]) -> str:
-    """The Wilcoxon tests as an HTML table (``id="stats"``)."""
+def stats_html(results: dict[tuple[str, int], WilcoxonResult], labels: dict[int, str],
+               reference: str = REFERENCE_METHOD) -> str:
+    """The Wilcoxon tests as an HTML table (``id="stats"``).
+
+    Args:
+        results: (name, labelled count) -> test against ``reference``.
+        labels: column label of each labelled count.
+        reference: the reference configuration's name.
+
+    Returns:
+        HTML text, or a note when there is nothing to compare.
+    """
     if not results:
-        return '<p class="note">No baseline to compare with ours.</p>'
+        return f'<p class="note">No configuration to compare with {html.escape(reference)}.</p>'
     rows = []
-    for (method, labeled), res in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (name, labeled), res in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         p = "n/a" if math.isnan(res.p) else f"{res.p:.4g}"
         med = "n/a" if math.isnan(res.median_diff) else f"{res.median_diff:+.2f}"
-        cells = [method, labels.get(labeled, str(labeled)), str(res.n), med, p, res.note]
+        cells = [name, labels.get(labeled, str(labeled)), str(res.n), med, p, res.note]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("Method", "Labeled", "pairs (seed, case)",
-                                              "median Dice diff (ours − method)", "p", "note"))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (
+        "Method", "Labeled", "pairs (seed, split, case)",
+        f"median Dice diff ({reference} − method)", "p", "note"))
     return (f'<table id="stats"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>"
             '<p class="note">Paired two-sided Wilcoxon signed-rank test '
@@ -73,7 +84,8 @@ def stats_html(results: dict[tuple[str, int], WilcoxonResult],
 
 def render_report(title: str, table1: Table, table2: Table | None, stats: str,
                   curves: Path | None, qualitative: Path | None, runs: list[str],
-                  qualitative_note: str = "") -> str:
+                  qualitative_note: str = "", gain: Table | None = None,
+                  reference: str = REFERENCE_METHOD) -> str:
     """Assemble the whole page.
 
     Args:
@@ -85,6 +97,8 @@ def render_report(title: str, table1: Table, table2: Table | None, stats: str,
         qualitative: qualitative-figure PNG, or None.
         runs: one line per run (listed at the end).
         qualitative_note: shown when there is no qualitative figure.
+        gain: the gain-over-a-baseline table, or None (section says how to get one).
+        reference: the reference configuration (its Table 1 row is highlighted).
 
     Returns:
         The HTML document.
@@ -94,13 +108,19 @@ def render_report(title: str, table1: Table, table2: Table | None, stats: str,
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        '<section id="sec-table1"><h2>Table 1: comparison</h2>', table_html(table1, "table1"),
+        '<section id="sec-table1"><h2>Table 1: comparison</h2>',
+        table_html(table1, "table1", reference),
         "</section>",
         '<section id="sec-table2"><h2>Table 2: ablation</h2>',
-        table_html(table2, "table2") if table2 is not None
+        table_html(table2, "table2", None) if table2 is not None
         else '<p class="note">No ablation runs (fewer than two MMF/MAE/MCML settings).</p>',
         "</section>",
         f'<section id="sec-stats"><h2>Statistics</h2>{stats}</section>',
+        '<section id="sec-gain"><h2>Gain over a baseline</h2>',
+        table_html(gain, "gain", None) if gain is not None
+        else '<p class="note">No gain table: pass a baseline configuration (report '
+             "--baseline NAME; default supervised when a configuration has that name).</p>",
+        "</section>",
         '<section id="sec-curves"><h2>Training curves</h2>',
         image_html(curves, "training loss and validation Dice against iteration, per run")
         if curves is not None else '<p class="note">No curves.</p>',

@@ -250,7 +250,9 @@ def training_step(ctx: DistContext, method: nn.Module
 
     Returns:
         ``fn(image, label, iteration) -> losses``; under DDP ``losses["loss"].backward()``
-        leaves gradients averaged over the ranks.
+        leaves gradients averaged over the ranks. The batch's modality-dropout mask is not
+        an argument: the loop gives it to ``method.set_present`` before each call (the
+        wrapper holds the same method object).
     """
     if not ctx.enabled:
         return method.training_losses

@@ -33,15 +33,19 @@ def load_run_config(run_dir: Path) -> Config:
 
 # Settings that change how fast a step runs, not what it computes (up to float rounding):
 # a run may be resumed with other values, e.g. on another machine or a newer duetseg.
-RESUMABLE_WITH_CHANGES = ("train.num_workers", "train.channels_last", "train.compile")
+# ``name`` only labels the run in reports.
+RESUMABLE_WITH_CHANGES = ("name", "train.num_workers", "train.channels_last", "train.compile")
 
 
 def _identity(cfg: Config) -> dict:
     """The config as a dict without the keys in ``RESUMABLE_WITH_CHANGES``."""
     data = cfg.model_dump(mode="json")
     for key in RESUMABLE_WITH_CHANGES:
-        section, name = key.split(".")
-        data[section].pop(name, None)
+        *sections, leaf = key.split(".")
+        node = data
+        for section in sections:
+            node = node[section]
+        node.pop(leaf, None)
     return data
 
 

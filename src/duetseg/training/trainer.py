@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from duetseg.config import Config
 from duetseg.data.cache import Cache, fingerprint
@@ -20,6 +19,7 @@ from duetseg.data.sampling import TwoStreamBatches, make_loader, resolve_num_wor
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import MethodContext, build_method
 from duetseg.precision import autocast_context, resolve_channels_last, to_memory_format
+from duetseg.progress import progress_bar
 from duetseg.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from duetseg.training.distributed import (
     any_rank,
@@ -175,7 +175,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     dataset = TwoStreamBatches(
         cache.root, splits["labeled"], splits["unlabeled"], tc.crop_size, batch_size,
         labeled_bs, tc.seed, flip=tc.flip, rot90=tc.rot90, foreground_prob=tc.foreground_prob,
-        rank=ctx.rank, world_size=ctx.world_size,
+        rank=ctx.rank, world_size=ctx.world_size, modality_dropout=tc.modality_dropout,
     )
     end = tc.max_iterations if stop_at is None else min(stop_at, tc.max_iterations)
     loader = make_loader(dataset, start, end, resolve_num_workers(tc.num_workers, ctx.world_size),
@@ -203,8 +203,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
         return new_best, new_it
 
     method.train()
-    bar = tqdm(total=tc.max_iterations, initial=start, disable=not (progress and ctx.is_main),
-               desc="train", dynamic_ncols=True)
+    bar = progress_bar(total=tc.max_iterations, initial=start,
+                       disable=not (progress and ctx.is_main), desc="train", dynamic_ncols=True)
     iteration = start
     try:
         for iteration, batch in enumerate(loader, start=start):
@@ -216,6 +216,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
             image = to_memory_format(batch["image"].to(device, non_blocking=True),
                                      channels_last)
             label = batch["label"].to(device, non_blocking=True)
+            method.set_present(batch.get("present"))  # None / all True: nothing dropped
             with autocast_context(device, tc.amp), _explain_batchnorm_error(cfg):
                 losses = step(image, label, iteration)
             if any_rank(ctx, not bool(torch.isfinite(losses["loss"]))):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from duetseg.atomic import save_json
 from duetseg.data.cache import load_original_label
@@ -15,6 +14,7 @@ from duetseg.errors import ConfigError
 from duetseg.evaluation.metrics import multiclass_metrics
 from duetseg.evaluation.summary import format_table, summarize, write_metrics_csv
 from duetseg.inference import keep_largest_component, predict_with_config
+from duetseg.progress import progress_bar
 from duetseg.workflows.loading import TrainedRun, load_trained_run
 
 __all__ = ["predict_probabilities", "evaluate_run"]
@@ -55,7 +55,7 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
     if largest_component is None:
         largest_component = run.cfg.inference.largest_component
     rows = []
-    for case in tqdm(cases, desc=f"evaluate {split}", disable=not progress):
+    for case in progress_bar(cases, desc=f"evaluate {split}", disable=not progress):
         props = run.cache.properties(case)
         if not props.get("label_file"):
             raise ConfigError(f"case {case!r} in split {split!r} has no reference label")

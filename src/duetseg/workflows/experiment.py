@@ -11,7 +11,15 @@ A grid file::
     overrides: ["train.max_iterations=1500"]
     variants:                       # optional extra named configs (e.g. the ablation)
       baseline: ["model.fusion=none", "model.mae=false", "method.mcml=false"]
+      w0: ["method.consistency_weight=0"]   # the labelled-only control of ours
+    folds: 5                        # optional: K-fold cross-validation, one run per fold
+    checkpoint: last                # which checkpoint is evaluated (best | last)
     split: test
+
+A variant runs ``ours`` with its overrides and is reported as ``ours-<name>`` (the run's
+``name``). With ``folds: K`` every run exists once per fold (``splits.folds=K``,
+``splits.fold=k``, run name suffix ``_f<k>``): the K runs of one configuration test every
+labelled case once, and ``duetseg report`` pools them.
 
 Finished runs (their ``eval/<split>/summary.json`` exists) are skipped, an interrupted run
 resumes from ``last.pt``, so re-running the same command finishes the grid.
@@ -20,6 +28,7 @@ resumes from ``last.pt``, so re-running the same command finishes the grid.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import Field
@@ -44,6 +53,8 @@ class GridConfig(StrictModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     overrides: list[str] = Field(default_factory=list)
     variants: dict[str, list[str]] = Field(default_factory=dict)
+    folds: int | None = Field(default=None, ge=2)
+    checkpoint: Literal["best", "last"] = "best"
     split: str = "test"
 
 
@@ -82,17 +93,23 @@ def _slug(value: str | int) -> str:
 def plan_grid(grid: GridConfig) -> list[GridRun]:
     """Every run of the grid, in execution order (methods, then variants, per label/seed)."""
     configs = [(m, m, []) for m in grid.methods]
-    configs += [(f"ours-{name}", "ours", list(extra)) for name, extra in grid.variants.items()]
+    configs += [(f"ours-{name}", "ours", [f"name=ours-{name}", *extra])
+                for name, extra in grid.variants.items()]
+    folds: list[int | None] = list(range(grid.folds)) if grid.folds else [None]
     runs = []
     for labeled in grid.labeled:
         for seed in grid.seeds:
-            for name, method, extra in configs:
-                run_name = f"{name}_lab{_slug(labeled)}_seed{seed}"
-                overrides = [f"cache={grid.cache}", f"method.name={method}",
-                             f"splits.labeled={labeled}", f"splits.seed={seed}",
-                             f"train.seed={seed}", *grid.overrides, *extra]
-                runs.append(GridRun(name=run_name, run_dir=grid.out / run_name,
-                                    overrides=overrides))
+            for fold in folds:
+                cv = [] if fold is None else [f"splits.folds={grid.folds}",
+                                              f"splits.fold={fold}"]
+                suffix = "" if fold is None else f"_f{fold}"
+                for name, method, extra in configs:
+                    run_name = f"{name}_lab{_slug(labeled)}_seed{seed}{suffix}"
+                    overrides = [f"cache={grid.cache}", f"method.name={method}",
+                                 f"splits.labeled={labeled}", f"splits.seed={seed}",
+                                 f"train.seed={seed}", *cv, *grid.overrides, *extra]
+                    runs.append(GridRun(name=run_name, run_dir=grid.out / run_name,
+                                        overrides=overrides))
     return runs
 
 
@@ -115,6 +132,7 @@ def run_grid(grid: GridConfig, progress: bool = True) -> list[Path]:
         resume = (run.run_dir / "checkpoints" / "last.pt").exists()
         train(cfg, run.run_dir, resume=resume, progress=progress)
         if is_main():  # under torchrun only rank 0 evaluates; the others wait for it
-            evaluate_run(run.run_dir, grid.split, progress=progress)
+            evaluate_run(run.run_dir, grid.split, checkpoint=grid.checkpoint,
+                         progress=progress)
         barrier()
     return [r.run_dir for r in runs]

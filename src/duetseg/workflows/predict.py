@@ -10,6 +10,11 @@ Per case ``<case>`` the output folder gets:
 
 and ``disagreement.csv`` holds one row per case (see :data:`CSV_COLUMNS`).
 
+A case lacking some of the run's modalities is accepted when the run was trained with
+``train.modality_dropout`` > 0 (see :mod:`duetseg.workflows.missing`): the absent inputs are
+zero-filled, the prediction comes from the branches that saw an image, the geometry from
+the first present modality, and the row's ``modalities_used`` lists what was read.
+
 Everything is computed in the original geometry: the probabilities of every output are put
 back into the input's grid first (linear interpolation), then argmax, the optional
 largest-component filter, the maps and the scores follow, so the scores describe exactly
@@ -28,20 +33,22 @@ import math
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from duetseg.atomic import save_text
 from duetseg.data.discovery import discover_cases
 from duetseg.data.geometry import restore_to_original, write_like_original
-from duetseg.data.preprocess import preprocess_case
+from duetseg.data.preprocess import fill_missing_modalities, preprocess_case
 from duetseg.errors import ConfigError
 from duetseg.inference.postprocess import keep_largest_component
+from duetseg.progress import progress_bar
 from duetseg.workflows.evaluate import predict_probabilities
 from duetseg.workflows.loading import load_trained_run
+from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
 
 __all__ = ["CSV_COLUMNS", "disagreement_map", "normalised_entropy", "predict_folder"]
 
-CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml")
+CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml",
+               "modalities_used")
 
 
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:
@@ -116,10 +123,14 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
 def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: bool,
                   save_probabilities: bool, save_disagreement: bool) -> dict:
     """Predict one case, write its files and return its ``disagreement.csv`` row."""
+    modalities = list(run.cache.settings.modalities)
     case = preprocess_case(dataclasses.replace(spec, label=None), run.cache.settings)
+    case = fill_missing_modalities(case, modalities)
     props = case.properties
     primary = run.method.primary_output
-    cached = predict_probabilities(run, case.image, tta_flip=tta_flip or None)
+    present = [m for m in modalities if m in spec.images]
+    cached = present_outputs(predict_probabilities(run, case.image, tta_flip=tta_flip or None),
+                             modalities, present)
     probs = {k: restore_to_original(v, props, is_label=False) for k, v in cached.items()}
     del cached
     mask = probs[primary].argmax(0).astype(np.uint8)
@@ -148,6 +159,7 @@ def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: b
         "entropy": f"{float(ent[region].mean()) if has else math.nan:.6f}",
         "foreground_voxels": fg,
         "volume_ml": f"{fg * voxel_ml:.4f}",
+        "modalities_used": modalities_used(present),
     }
 
 
@@ -165,6 +177,10 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     voxels any output labels foreground (``nan`` when none does), the number of foreground
     voxels of the written mask and its volume in ml. High disagreement or entropy = check
     this case first; an empty mask (``foreground_voxels`` 0) deserves a look too.
+    ``modalities_used`` lists the modalities the case was predicted from (``t1ce+t2``).
+
+    A case may lack some of the run's modalities (not all) if the run was trained with
+    ``train.modality_dropout`` > 0: see :mod:`duetseg.workflows.missing`.
 
     Args:
         run_dir: trained run directory.
@@ -188,14 +204,18 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
 
     Raises:
         ConfigError: output folder equal to the input folder.
-        InputError: unreadable or inconsistent input (names the case and file).
+        InputError: unreadable or inconsistent input (names the case and file), a case
+            with none of the run's modalities, or one lacking a modality when the run was
+            trained without ``train.modality_dropout``.
     """
     input_path, out_dir = Path(input_path), Path(out_dir)
     if out_dir.resolve() == (input_path if input_path.is_dir() else input_path.parent).resolve():
         raise ConfigError(f"output folder {out_dir} must differ from the input folder")
     run = load_trained_run(run_dir, checkpoint, device)
     largest_component = largest_component or run.cfg.inference.largest_component
-    specs = discover_cases(input_path, list(run.cache.settings.modalities), layout)
+    modalities = list(run.cache.settings.modalities)
+    specs = discover_cases(input_path, modalities, layout, allow_missing=True)
+    check_missing_allowed(specs, modalities, run.cfg.train.modality_dropout)
     _remove_stale_temporaries(out_dir)
     csv_path = out_dir / "disagreement.csv"
     old = _read_rows(csv_path) if skip_existing else {}
@@ -205,7 +225,7 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     # last); complete cases keep their rows while the others are predicted
     rows = {c: row for c, row in old.items()
             if c in files and all(p.is_file() for p in files[c])}
-    for spec in tqdm([s for s in specs if s.case not in rows], desc="predict",
+    for spec in progress_bar([s for s in specs if s.case not in rows], desc="predict",
                      disable=not progress):
         rows[spec.case] = _predict_case(run, spec, out_dir, tta_flip, largest_component,
                                         save_probabilities, save_disagreement)

@@ -1,0 +1,142 @@
+"""Cross-validated accuracy on the 15 real BraTS cases: every case is a test case once.
+
+``python benchmarks/real_brats.py --cv 5 --labeled 2 --variants ours ours_w0`` trains each
+named variant on each fold (``splits.folds=5``, ``splits.fold=k``; no validation split;
+the training cases of a fold split into ``--labeled`` seeded labelled cases and the rest
+unlabelled), evaluates the **last** checkpoint on the fold's test cases in the original
+1 mm geometry, and with ``--summarize`` writes the pooled report, the "gain over
+labelled-only" table (paired per-case differences over all folds, bootstrap 95 % CI,
+Wilcoxon p; per branch and for the ensemble) and appends it to BENCHMARKS.md.
+
+Runs go to ``runs/cv/K<folds>_L<labeled>_<iterations>it<tag>/<variant>_f<k>``; a finished
+run (its test summary exists) is skipped and an interrupted one resumes, so the same
+command finishes the grid across sessions. Folds are run in the outer loop so that paired
+comparisons become available fold by fold.
+
+Variants (``VARIANTS``): a method name and config overrides, plus optionally another
+intensity normalisation (its own cache). ``ours_w0`` is the fair labelled-only control:
+``ours`` with the unsupervised weight at 0 but the same batches (the unlabelled crops still
+pass through the network, so BatchNorm sees the same data).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from common import REPO, require_shared_data
+
+from duetseg.config import NormalizationConfig, PrepareConfig, load_config
+from duetseg.data.prepare import prepare_dataset
+from duetseg.training import train
+from duetseg.workflows.evaluate import evaluate_run
+
+__all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "prepare_cache"]
+
+W0 = ["method.consistency_weight=0"]
+ALL = ["model.branch_input=all"]
+
+# name -> (method, overrides, normalisation scheme of the cache)
+VARIANTS: dict[str, tuple[str, list[str], str]] = {
+    "ours": ("ours", [], "minmax"),
+    "ours_w0": ("ours", W0, "minmax"),
+    "supervised": ("supervised", [], "minmax"),
+    "ict": ("ict", [], "minmax"),
+    "mean_teacher": ("mean_teacher", [], "minmax"),
+    "mmcml": ("mmcml", [], "minmax"),
+    # what each branch sees
+    "ours_all": ("ours", ALL, "minmax"),
+    "ours_all_w0": ("ours", ALL + W0, "minmax"),
+    # consistency target
+    "ours_conf": ("ours", ["method.options.consistency=confident_teacher"], "minmax"),
+    "ours_hard": ("ours", ["method.options.consistency=hard_pseudo"], "minmax"),
+    "ours_all_conf": ("ours", ALL + ["method.options.consistency=confident_teacher"],
+                      "minmax"),
+    # fusion, ramp-up, dropout
+    "ours_add": ("ours", ["model.fusion=add"], "minmax"),
+    "ours_add_w0": ("ours", ["model.fusion=add", *W0], "minmax"),
+    "ours_ramp0": ("ours", ["method.rampup_fraction=0"], "minmax"),
+    "ours_drop01": ("ours", ["model.dropout=0.1"], "minmax"),
+    "ours_drop01_w0": ("ours", ["model.dropout=0.1", *W0], "minmax"),
+    # intensity normalisation
+    "ours_zscore": ("ours", [], "zscore_nonzero"),
+    "ours_zscore_w0": ("ours", W0, "zscore_nonzero"),
+    "ours_pct": ("ours", [], "percentile_minmax"),
+    "ours_pct_w0": ("ours", W0, "percentile_minmax"),
+}
+
+
+def prepare_cache(scheme: str) -> Path:
+    """The 2 mm T1ce + T2 whole-tumour cache of the 15 cases for one normalisation scheme."""
+    src = require_shared_data("brats-dev")
+    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", target_spacing=(2, 2, 2),
+                         label_mapping="whole_tumour",
+                         default_normalization=NormalizationConfig(scheme=scheme))
+    name = "brats_2mm" if scheme == "minmax" else f"brats_2mm_{scheme}"
+    return prepare_dataset(src, REPO / "local_data" / name, prep, num_workers=2).root
+
+
+def cv_root(folds: int, labeled: int, iterations: int, tag: str = "") -> Path:
+    """Folder of one protocol's runs."""
+    return REPO / "runs" / "cv" / f"K{folds}_L{labeled}_{iterations}it{tag}"
+
+
+def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
+           iterations: int, extra: list[str], tag: str = "", seed: int = 0) -> list[Path]:
+    """Train and evaluate every (fold, variant) not finished yet; returns the run dirs."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    root = cv_root(folds, labeled, iterations, tag)
+    caches = {VARIANTS[v][2]: None for v in variants}
+    for scheme in caches:
+        caches[scheme] = prepare_cache(scheme)
+    run_dirs = []
+    for fold in fold_ids:
+        for name in variants:
+            method, overrides, scheme = VARIANTS[name]
+            run_dir = root / f"{name}_f{fold}"
+            run_dirs.append(run_dir)
+            if (run_dir / "eval" / "test" / "summary.json").exists():
+                continue
+            cfg = load_config("cpu_small", [
+                f"name={name}", f"cache={caches[scheme]}", f"method.name={method}",
+                f"splits.folds={folds}", f"splits.fold={fold}", "splits.val=0",
+                f"splits.labeled={labeled}", f"splits.seed={seed}", f"train.seed={seed}",
+                f"train.max_iterations={iterations}", *overrides, *extra])
+            t0 = time.time()
+            print(f"== {run_dir.name} ({root.name})", flush=True)
+            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
+            summary = evaluate_run(run_dir, "test", checkpoint="last")
+            primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
+            print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
+    return run_dirs
+
+
+def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
+                 iterations: int, tag: str, seed: int, baseline: str) -> None:
+    """Report the finished runs of the protocol and append the gain table to BENCHMARKS.md."""
+    from common import append_benchmark
+
+    from duetseg.reporting.report import make_report
+
+    root = cv_root(folds, labeled, iterations, tag)
+    runs = [root / f"{v}_f{k}" for k in fold_ids for v in variants]
+    done = [r for r in runs if (r / "eval" / "test" / "summary.json").exists()]
+    missing = sorted(r.name for r in set(runs) - set(done))
+    out = make_report(done, root.parent / f"report_{root.name}", baseline=baseline)
+    table1 = (out.parent / "table1.md").read_text().strip()
+    gain = (out.parent / "gain.md").read_text().strip()
+    notes = (f"{folds}-fold cross-validation over the 15 brats-dev cases (folds run: "
+             f"{fold_ids}), {labeled} labelled per fold (seeded), the rest of the fold's "
+             f"training cases unlabelled, no validation split, last checkpoint; cpu_small "
+             f"(2 mm, 48³ crops, width 8) at {iterations} iterations; metrics in the original "
+             f"1 mm geometry. Gains are per-case paired differences pooled over folds.")
+    if missing:
+        notes += f" Not finished: {', '.join(missing)}."
+    append_benchmark(f"Real BraTS, {folds}-fold CV, {labeled} labelled, {iterations} it"
+                     f"{' ' + tag if tag else ''}",
+                     f"python benchmarks/real_brats.py --cv {folds} --labeled {labeled} "
+                     f"--iterations {iterations} --methods {' '.join(variants)} --summarize "
+                     f"--baseline {baseline}" + (f" --tag {tag}" if tag else ""),
+                     table1 + "\n\n" + gain, notes=notes)
