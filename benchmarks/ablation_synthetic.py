@@ -21,6 +21,7 @@ from duetseg.config import PrepareConfig
 from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.reporting.report import make_report
+from duetseg.run.layout import RunDir
 from duetseg.workflows.experiment import GridConfig, run_grid
 
 VARIANTS = {
@@ -48,8 +49,8 @@ def mae_readings(cache_root, seeds: list[int], iterations: int, out) -> str:
              "|---|---|---|---|---|---|"]
     for seed in seeds:
         for name in variants:
-            summary = json.loads((out / f"ours-{name}_lab4_seed{seed}" / "eval" / "test" /
-                                  "summary.json").read_text())["metrics"]
+            run = RunDir(out / f"ours-{name}_lab4_seed{seed}")
+            summary = json.loads(run.eval("test").summary_file.read_text())["metrics"]
             dsc = [summary[o]["1"]["dice"]["mean"] for o in ("branch_a", "branch_b", "ensemble")]
             base = name.removesuffix("_modalities")
             reading = "modalities" if name.endswith("_modalities") else "kernels"

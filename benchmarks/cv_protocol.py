@@ -28,6 +28,7 @@ from common import REPO, require_shared_data
 
 from duetseg.config import NormalizationConfig, PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
+from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 
@@ -97,7 +98,7 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
             method, overrides, scheme = VARIANTS[name]
             run_dir = root / f"{name}_f{fold}"
             run_dirs.append(run_dir)
-            if (run_dir / "eval" / "test" / "summary.json").exists():
+            if RunDir(run_dir).is_evaluated("test"):
                 continue
             cfg = load_config("cpu_small", [
                 f"name={name}", f"cache={caches[scheme]}", f"method.name={method}",
@@ -106,7 +107,7 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
                 f"train.max_iterations={iterations}", *overrides, *extra])
             t0 = time.time()
             print(f"== {run_dir.name} ({root.name})", flush=True)
-            train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
+            train(cfg, run_dir, resume=RunDir(run_dir).resumable)
             summary = evaluate_run(run_dir, "test", checkpoint="last")
             primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
             print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
@@ -122,7 +123,7 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
 
     root = cv_root(folds, labeled, iterations, tag)
     runs = [root / f"{v}_f{k}" for k in fold_ids for v in variants]
-    done = [r for r in runs if (r / "eval" / "test" / "summary.json").exists()]
+    done = [r for r in runs if RunDir(r).is_evaluated("test")]
     missing = sorted(r.name for r in set(runs) - set(done))
     out = make_report(done, root.parent / f"report_{root.name}", baseline=baseline)
     table1 = (out.parent / "table1.md").read_text().strip()

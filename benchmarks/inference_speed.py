@@ -38,6 +38,7 @@ from duetseg.config import MethodConfig, ModelConfig
 from duetseg.inference import predict_volume
 from duetseg.methods import MethodContext, build_method
 from duetseg.precision import autocast_context
+from duetseg.run.layout import RunDir
 from duetseg.workflows.evaluate import evaluate_run
 
 
@@ -112,9 +113,10 @@ def accuracy_rows(run: Path) -> list[str]:
         if copy.exists():
             shutil.rmtree(copy)
         shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", "tensorboard"))
-        cfg = yaml.safe_load((copy / "config.yaml").read_text())
+        config_file = RunDir(copy).config_file
+        cfg = yaml.safe_load(config_file.read_text())
         cfg["inference"]["mode"] = mode
-        (copy / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
         t0 = time.perf_counter()
         summary = evaluate_run(copy, "test", progress=False)
         seconds = time.perf_counter() - t0
@@ -141,7 +143,7 @@ def main() -> None:
     notes = (f"DuetNet base width {args.width}, {args.roi}³ windows, overlap 0.5, Gaussian "
              f"blending, sw_batch_size {args.sw_batch}, random weights and input.")
     notes += f" amp {args.amp}."
-    if (args.run / "checkpoints").exists():
+    if RunDir(args.run).checkpoint_dir.exists():
         lines += ["", f"Accuracy of the two modes, trained run `{args.run.name}` "
                   "(cpu_small: 2 mm, 48³ windows, width 8), its 5 test cases:", ""]
         lines += accuracy_rows(args.run)

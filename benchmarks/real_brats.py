@@ -29,6 +29,7 @@ from cv_protocol import run_cv, summarize_cv
 from duetseg.config import PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
 from duetseg.reporting.report import make_report
+from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 
@@ -36,7 +37,7 @@ from duetseg.workflows.evaluate import evaluate_run
 def summarize_seeds(methods: list[str], seeds: list[int], tag: str) -> None:
     """Table 1 over the runs of several seeds (skips a run that has no test evaluation)."""
     runs = [REPO / "runs" / "bench_real" / f"{m}{tag}_s{s}" for m in methods for s in seeds]
-    done = [r for r in runs if (r / "eval" / "test" / "summary.json").exists()]
+    done = [r for r in runs if RunDir(r).is_evaluated("test")]
     missing = sorted(set(runs) - set(done))
     out = make_report(done, REPO / "runs" / "report_real_seeds")
     table = (out.parent / "table1.md").read_text().strip()
@@ -96,7 +97,7 @@ def main() -> None:
         cfg = load_config("cpu_small", over)
         run_dir = REPO / "runs" / "bench_real" / f"{name}{args.tag}_s{args.seed}"
         t0 = time.time()
-        train(cfg, run_dir, resume=(run_dir / "checkpoints" / "last.pt").exists())
+        train(cfg, run_dir, resume=RunDir(run_dir).resumable)
         seconds = time.time() - t0
         summary = evaluate_run(run_dir, "test")
         for output, per_class in summary["metrics"].items():

@@ -35,8 +35,9 @@ from duetseg.data.cache import Cache
 from duetseg.data.prepare import prepare_dataset
 from duetseg.data.splits import load_splits
 from duetseg.methods import build_method
+from duetseg.run.layout import RunDir
+from duetseg.run.trained import method_context, resolve_device
 from duetseg.training import train
-from duetseg.training.trainer import method_context, resolve_device
 from duetseg.training.validation import validate
 from duetseg.workflows.evaluate import evaluate_run
 
@@ -87,7 +88,7 @@ def main() -> None:
         seconds[n] = timed_run(cfg, run_dir)
         print(f"{n} iterations: {seconds[n]:.1f} s", flush=True)
     s_it = (seconds[args.long] - seconds[args.short]) / (args.long - args.short)
-    splits = load_splits(run_dir / "splits.json")
+    splits = load_splits(RunDir(run_dir).splits_file)
     val_ids = splits["val"] + splits["test"]
     s_val = seconds_per_val_case(cfg, cache, val_ids)
     t0 = time.perf_counter()

@@ -387,7 +387,7 @@ def _clone(runs: dict, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the ``ours`` run and of its cache (the copy's config points at the copy)."""
     import shutil
 
-    from duetseg.training.run import load_run_config
+    from duetseg.run.config import load_run_config
 
     run = Path(shutil.copytree(runs["ours"], tmp_path / "run"))
     cache = Path(shutil.copytree(runs["cache"], tmp_path / "cache"))
@@ -479,7 +479,8 @@ def test_batchnorm_with_one_value_per_channel_is_explained(runs, tmp_path, capsy
 def test_resume_accepts_changed_speed_only_settings(runs, tmp_path):
     from duetseg.data.cache import Cache
     from duetseg.data.splits import load_splits
-    from duetseg.training.run import load_run_config, prepare_run_dir
+    from duetseg.run.config import load_run_config
+    from duetseg.training.run import prepare_run_dir
 
     run, _ = _clone(runs, tmp_path)
     cfg = load_run_config(run)
@@ -491,7 +492,7 @@ def test_resume_accepts_changed_speed_only_settings(runs, tmp_path):
 
 
 def test_checkpoint_without_preprocessing_fingerprint_still_loads(tmp_path):
-    from duetseg.training.checkpoint import check_compatible
+    from duetseg.run.checkpoint import check_compatible
 
     meta = {"modalities": ["a", "b"], "num_classes": 2, "preprocessing": "abc"}
     old = {"meta": {"modalities": ["a", "b"], "num_classes": 2}}  # written before the key

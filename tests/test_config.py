@@ -92,3 +92,17 @@ def test_paper_preset_pins_the_paper_model_and_objective():
     assert cfg.method.options == {"consistency": "mse"}
     assert cfg.method.consistency_weight == 1.0 and cfg.method.rampup_fraction == 0.5
     assert cfg.train == brats.train and cfg.method != MethodConfig()
+
+
+def test_obsolete_backbone_key_of_old_runs(tmp_path):
+    """Old run configs hold ``model.backbone: vnet``: accepted and dropped; others refused."""
+    from duetseg.config import ModelConfig
+
+    old = load_config("cpu_small", ["model.backbone=vnet"])
+    assert old == load_config("cpu_small")
+    assert "backbone" not in old.to_yaml()
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  backbone: vnet\n  base_width: 8\n")
+    assert load_config(path).model == ModelConfig(base_width=8)
+    with pytest.raises(ConfigError, match="backbone 'unet' is not supported"):
+        load_config("cpu_small", ["model.backbone=unet"])

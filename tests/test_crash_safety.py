@@ -23,9 +23,9 @@ from duetseg.config import PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError, DuetsegError
+from duetseg.run.checkpoint import load_checkpoint
+from duetseg.run.config import load_run_config
 from duetseg.training import train
-from duetseg.training.checkpoint import load_checkpoint
-from duetseg.training.run import load_run_config
 from duetseg.workflows.predict import predict_folder
 
 PREP = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")

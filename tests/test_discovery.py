@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import typing
 from pathlib import Path
 
 import pytest
 
-from duetseg.data.discovery import CaseSpec, detect_layout, discover_cases
+from duetseg import cli
+from duetseg.config import PrepareConfig
+from duetseg.data.discovery import (
+    LAYOUT_REGISTRY,
+    LAYOUTS,
+    CaseSpec,
+    Layout,
+    detect_layout,
+    discover_cases,
+)
 from duetseg.errors import InputError
 
 
@@ -129,3 +140,47 @@ def test_unknown_layout_and_missing_path(tmp_path):
         detect_layout(tmp_path / "nope")
     with pytest.raises(InputError, match="empty dataset"):
         discover_cases(tmp_path / "stuff", ["a", "b"], layout="brats")
+
+
+def test_layout_registry_drives_the_config_and_the_cli():
+    assert LAYOUTS == tuple(LAYOUT_REGISTRY) == ("brats", "nnunet", "csv")
+    allowed = typing.get_args(PrepareConfig.model_fields["layout"].annotation)
+    assert allowed == ("auto", *LAYOUT_REGISTRY)
+    for command in (cli.prepare, cli.predict):
+        option = inspect.signature(command, eval_str=True).parameters["layout"]
+        assert option.annotation.__metadata__[0].help == "auto | brats | nnunet | csv"
+
+
+def test_layout_registry_drives_detection_and_discovery(tmp_path, monkeypatch):
+    def discover_txt(root: Path, modalities: list[str], allow_missing: bool) -> list[CaseSpec]:
+        return [CaseSpec(c, {m: root.parent / f"{c}_{m}.nii.gz" for m in modalities}, None)
+                for c in root.read_text().split()]
+
+    monkeypatch.setitem(LAYOUT_REGISTRY, "txt", Layout(
+        lambda root: root.suffix == ".txt", discover_txt, "a .txt case list", precedence=-1))
+    listing = tmp_path / "cases.txt"
+    listing.write_text("c2\nc1\n")
+    for case in ("c1", "c2"):
+        for mod in ("a", "b"):
+            _touch(tmp_path / f"{case}_{mod}.nii.gz")
+    assert detect_layout(listing) == "txt"
+    for layout in ("auto", "txt"):
+        assert [s.case for s in discover_cases(listing, ["a", "b"], layout)] == ["c1", "c2"]
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(InputError, match="expected a .txt case list, a .csv manifest, a "
+                                         "folder with imagesTr/ \\(nnU-Net\\) or a folder"):
+        detect_layout(tmp_path / "stuff")
+    assert detect_layout(_brats(tmp_path / "ds")) == "brats"
+
+
+def test_detection_precedence_and_layout_errors(tmp_path):
+    """nnU-Net's imagesTr/ wins over case folders; a non-CSV file and a bad name are refused."""
+    root = _brats(tmp_path / "ds")
+    assert detect_layout(root) == "brats"
+    (root / "imagesTr").mkdir()
+    assert detect_layout(root) == "nnunet"
+    with pytest.raises(InputError, match="a file input must be a .csv manifest"):
+        detect_layout(_touch(tmp_path / "cases.json"))
+    with pytest.raises(InputError, match="unknown layout 'nifti'; choose one of "
+                                         "\\('brats', 'nnunet', 'csv'\\)"):
+        discover_cases(root, ["t2"], layout="nifti")

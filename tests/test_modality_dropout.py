@@ -28,10 +28,9 @@ from duetseg.methods.losses import (
     masked_branch_consistency,
     masked_branch_supervised,
 )
+from duetseg.run.checkpoint import load_checkpoint
+from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.training import train
-from duetseg.training.checkpoint import load_checkpoint
-from duetseg.workflows.evaluate import predict_probabilities
-from duetseg.workflows.loading import load_trained_run
 from duetseg.workflows.missing import present_outputs
 from duetseg.workflows.predict import CSV_COLUMNS, normalised_entropy, predict_folder
 

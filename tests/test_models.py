@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from duetseg.config import ModelConfig
 from duetseg.models import (
     CrossModalEnhancement,
     Decoder,
@@ -13,7 +12,6 @@ from duetseg.models import (
     Encoder,
     PerBranchEnhancement,
     VNet,
-    build_model,
     count_parameters,
     ensemble_probabilities,
 )
@@ -21,8 +19,9 @@ from duetseg.models import (
 SHAPE = (32, 32, 16)
 
 
-def tiny_cfg(**kwargs) -> ModelConfig:
-    return ModelConfig(base_width=4, **kwargs)
+def tiny(**kwargs) -> dict:
+    """DuetNet keyword arguments with ``base_width = 4``."""
+    return {"base_width": 4, **kwargs}
 
 
 def make_input(k: int, shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> torch.Tensor:
@@ -35,7 +34,7 @@ def make_input(k: int, shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> to
 @pytest.mark.parametrize("mae_softmax", ["kernels", "modalities"])
 def test_duetnet_output_shapes(k: int, fusion: str, mae_softmax: str) -> None:
     torch.manual_seed(0)
-    model = DuetNet(k, 3, tiny_cfg(fusion=fusion, mae_softmax=mae_softmax))
+    model = DuetNet(k, 3, **tiny(fusion=fusion, mae_softmax=mae_softmax))
     out = model(make_input(k))
     assert len(out) == k
     for logits in out:
@@ -47,7 +46,7 @@ def test_duetnet_output_shapes(k: int, fusion: str, mae_softmax: str) -> None:
 @pytest.mark.parametrize("mae", [True, False])
 @pytest.mark.parametrize("on_skips", [True, False])
 def test_duetnet_norm_and_mae_options(norm: str, mae: bool, on_skips: bool) -> None:
-    model = DuetNet(2, 2, tiny_cfg(norm=norm, mae=mae, mae_on_skips=on_skips))
+    model = DuetNet(2, 2, **tiny(norm=norm, mae=mae, mae_on_skips=on_skips))
     out = model(make_input(2))
     assert [o.shape for o in out] == [(2, 2, *SHAPE)] * 2
     norm_type = torch.nn.BatchNorm3d if norm == "batch" else torch.nn.InstanceNorm3d
@@ -63,22 +62,22 @@ def test_vnet_output_shape(norm: str) -> None:
 @pytest.mark.parametrize("shape", [(24, 32, 16), (32, 32, 8)])
 def test_size_not_divisible_by_16_raises(shape: tuple[int, int, int]) -> None:
     with pytest.raises(ValueError, match="divisible by 16"):
-        DuetNet(2, 2, tiny_cfg())(make_input(2, shape))
+        DuetNet(2, 2, **tiny())(make_input(2, shape))
     with pytest.raises(ValueError, match="divisible by 16"):
         VNet(2, 2, base_width=4)(make_input(2, shape))
 
 
 def test_wrong_channels_and_modalities_raise() -> None:
     with pytest.raises(ValueError, match="input channel"):
-        DuetNet(2, 2, tiny_cfg())(make_input(3))
+        DuetNet(2, 2, **tiny())(make_input(3))
     with pytest.raises(ValueError, match="at least 2"):
-        DuetNet(1, 2, tiny_cfg())
+        DuetNet(1, 2, **tiny())
 
 
 @pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("reading", ["kernels", "modalities"])
 def test_mae_weights_sum_to_one(k: int, reading: str) -> None:
-    model = DuetNet(k, 2, tiny_cfg(mae_softmax=reading))
+    model = DuetNet(k, 2, **tiny(mae_softmax=reading))
     model(make_input(k))
     mae = model.bottleneck_mae
     channels = model.encoders[0].channels[-1]
@@ -106,9 +105,9 @@ def test_cross_modal_equal_weights_is_identity() -> None:
         torch.testing.assert_close(before, after)
 
 
-def _grad_of_branch_wrt_channel0(cfg: ModelConfig, branch: int = 1) -> torch.Tensor:
+def _grad_of_branch_wrt_channel0(cfg: dict, branch: int = 1) -> torch.Tensor:
     torch.manual_seed(0)
-    model = DuetNet(2, 2, cfg).eval()
+    model = DuetNet(2, 2, **cfg).eval()
     x = make_input(2).requires_grad_(True)
     model(x)[branch].sum().backward()
     return x.grad[:, 0]
@@ -116,12 +115,12 @@ def _grad_of_branch_wrt_channel0(cfg: ModelConfig, branch: int = 1) -> torch.Ten
 
 @pytest.mark.parametrize("fusion", ["gate_residual", "gate", "add"])
 def test_fusion_couples_branches(fusion: str) -> None:
-    grad = _grad_of_branch_wrt_channel0(tiny_cfg(fusion=fusion))
+    grad = _grad_of_branch_wrt_channel0(tiny(fusion=fusion))
     assert grad.abs().sum() > 0
 
 
 def test_no_fusion_keeps_branches_independent() -> None:
-    cfg = tiny_cfg(fusion="none", mae_softmax="kernels", mae_on_skips=True)
+    cfg = tiny(fusion="none", mae_softmax="kernels", mae_on_skips=True)
     grad = _grad_of_branch_wrt_channel0(cfg)
     assert torch.count_nonzero(grad) == 0
     # branch 0 does depend on its own modality
@@ -129,7 +128,7 @@ def test_no_fusion_keeps_branches_independent() -> None:
 
 
 def test_cross_modal_mae_couples_branches_without_fusion() -> None:
-    grad = _grad_of_branch_wrt_channel0(tiny_cfg(fusion="none", mae_softmax="modalities"))
+    grad = _grad_of_branch_wrt_channel0(tiny(fusion="none", mae_softmax="modalities"))
     assert grad.abs().sum() > 0
 
 
@@ -140,8 +139,8 @@ def test_vnet_parameter_count() -> None:
 
 @pytest.mark.parametrize("reading", ["kernels", "modalities"])
 def test_backward_reaches_every_parameter(reading: str) -> None:
-    cfg = tiny_cfg(fusion="gate_residual", mae=True, mae_softmax=reading, mae_on_skips=True)
-    model = DuetNet(2, 2, cfg)
+    cfg = tiny(fusion="gate_residual", mae=True, mae_softmax=reading, mae_on_skips=True)
+    model = DuetNet(2, 2, **cfg)
     out = model(make_input(2))
     sum(o.square().mean() for o in out).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -184,16 +183,6 @@ def test_decoder_exposes_stage_features() -> None:
     assert trilinear(feats[-1], feats[:-1]).shape == (2, 2, 16, 16, 16)
 
 
-def test_build_model_registry() -> None:
-    cfg = tiny_cfg()
-    assert isinstance(build_model("duetnet", 2, 2, cfg), DuetNet)
-    vnet = build_model("vnet", 2, 2, cfg)
-    assert isinstance(vnet, VNet)
-    assert vnet.encoder.channels[0] == 4
-    with pytest.raises(ValueError, match="unknown model"):
-        build_model("unet9d", 2, 2, cfg)
-
-
 def test_conv_init_is_kaiming() -> None:
     model = VNet(1, 2, base_width=16)
     conv = model.encoder.blocks[4][0][0]
@@ -210,7 +199,7 @@ def test_duetnet_branch_input_own_vs_all() -> None:
     x_changed[:, 1] += 1.0
     for branch_input, expect_change in (("own", False), ("all", True)):
         torch.manual_seed(0)
-        model = DuetNet(2, 2, tiny_cfg(fusion="none", mae=False, dropout=0.0,
+        model = DuetNet(2, 2, **tiny(fusion="none", mae=False, dropout=0.0,
                                        branch_input=branch_input)).eval()
         assert model.encoders[0].in_channels == (2 if branch_input == "all" else 1)
         with torch.no_grad():

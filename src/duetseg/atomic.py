@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "save_json", "save_npy", "save_text"]
+__all__ = ["TMP_PREFIX", "atomic_path", "remove_temporaries", "save_json", "save_npy",
+           "save_text"]
+
+TMP_PREFIX = ".tmp-"  # temporary files start with it: hidden, and easy to clean up
 
 
 @contextmanager
@@ -33,7 +36,8 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{target.name}-", suffix=suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}-", suffix=suffix,
+                               dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -42,6 +46,19 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_temporaries(folder: str | Path) -> None:
+    """Delete the temporary files an interrupted write left in ``folder`` (not recursive).
+
+    Args:
+        folder: a folder written with :func:`atomic_path`; a missing folder is left alone.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.glob(f"{TMP_PREFIX}*"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
 
 
 def save_json(obj: Any, target: str | Path) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from duetseg.data.discovery import LAYOUTS
 from duetseg.errors import DuetsegError
 
 __all__ = ["app", "main"]
@@ -51,7 +52,7 @@ def prepare(
     input_path: Annotated[Path, typer.Argument(help="BraTS folder, nnU-Net raw dataset or CSV")],
     out: Annotated[Path, typer.Option("--out", "-o", help="cache folder")],
     modalities: Annotated[list[str] | None, typer.Option(help="e.g. --modalities t1ce t2")] = None,
-    layout: Annotated[str, typer.Option(help="auto | brats | nnunet | csv")] = "auto",
+    layout: Annotated[str, typer.Option(help=" | ".join(("auto", *LAYOUTS)))] = "auto",
     spacing: Annotated[tuple[float, float, float] | None, typer.Option(help="target mm")] = None,
     crop_margin: Annotated[int, typer.Option(help="voxels kept around the non-zero box")] = 0,
     norm: Annotated[list[str] | None, typer.Option(
@@ -118,12 +119,14 @@ def train_cmd(
     process; see README "Multi-GPU / multi-process training").
     """
     from duetseg.config import load_config
+    from duetseg.run.layout import RunDir
     from duetseg.training import train
     from duetseg.training.distributed import env_rank
 
     overrides = list(set_ or [])
-    if resume and config is None and (out / "config.yaml").exists():
-        config = str(out / "config.yaml")
+    saved_config = RunDir(out).config_file
+    if resume and config is None and saved_config.exists():
+        config = str(saved_config)
     pairs = {"cache": cache, "method.name": method, "splits.labeled": labeled,
              "train.max_iterations": iterations, "train.seed": seed, "splits.seed": seed,
              "train.device": device}
@@ -177,7 +180,7 @@ def predict(
     checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
     device: Annotated[str, typer.Option()] = "auto",
     tta: Annotated[bool, typer.Option(help="flip test-time augmentation")] = False,
-    layout: Annotated[str, typer.Option(help="auto | brats | nnunet | csv")] = "auto",
+    layout: Annotated[str, typer.Option(help=" | ".join(("auto", *LAYOUTS)))] = "auto",
     largest_component: Annotated[bool, typer.Option(
         help="keep only the largest connected component of each foreground class")] = False,
     save_probabilities: Annotated[bool, typer.Option(
@@ -220,10 +223,11 @@ def suggest(
     Score: mean branch disagreement over the predicted foreground (normalised entropy for
     single-network methods), with entropy and predicted volume beside it.
     """
+    from duetseg.run.layout import RunDir
     from duetseg.workflows.suggest import suggest_cases, write_suggestions
 
     rows = suggest_cases(run, checkpoint, device, progress=not quiet)
-    path = write_suggestions(rows, out or run / "suggestions.csv")
+    path = write_suggestions(rows, out or RunDir(run).suggestions_file)
     typer.echo("rank  case                          disagreement  entropy  volume_ml")
     for row in rows[:top]:
         typer.echo(f"{row['rank']:>4}  {row['case']:<28}  {row['disagreement']:>12.4f}  "

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from duetseg.data.discovery import LAYOUTS
 from duetseg.errors import ConfigError
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
 PRESET_DIR = Path(__file__).parent / "presets"
 
 Triple = tuple[int, int, int]
+# "auto" or an input layout of duetseg.data.discovery.LAYOUT_REGISTRY
+LayoutName = Literal[("auto", *LAYOUTS)]
 
 
 class StrictModel(BaseModel):
@@ -100,7 +103,7 @@ class PrepareConfig(StrictModel):
     """Settings of ``duetseg prepare``; their fingerprint decides whether a cache is reused."""
 
     modalities: list[str] = Field(default_factory=lambda: ["t1ce", "t2"], min_length=2)
-    layout: Literal["auto", "brats", "nnunet", "csv"] = "auto"
+    layout: LayoutName = "auto"
     target_spacing: tuple[float, float, float] | None = None
     crop_margin: int = Field(default=0, ge=0)
     normalization: dict[str, NormalizationConfig] = Field(default_factory=dict)
@@ -160,9 +163,13 @@ class SplitConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
-    """DuetNet (or a single-network backbone) settings."""
+    """DuetNet (or a single-network backbone) settings.
 
-    backbone: Literal["vnet"] = "vnet"
+    The field names are DuetNet's keyword arguments; :mod:`duetseg.models.factory` turns
+    them into networks. The backbone is always a VNet: configs of older runs hold
+    ``backbone: vnet``, which is accepted and dropped (any other backbone is refused).
+    """
+
     base_width: int = Field(default=16, ge=1)
     fusion: Literal["none", "gate", "gate_residual", "add"] = "gate_residual"
     mae: bool = True
@@ -174,6 +181,18 @@ class ModelConfig(StrictModel):
     # What each DuetNet branch reads: "own" = its own modality only (the paper); "all" =
     # every modality, so branch m differs from the others only by its weights and its role.
     branch_input: Literal["own", "all"] = "own"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_backbone(cls, data: Any) -> Any:
+        """Accept and drop ``backbone: vnet`` (old run configs); refuse other backbones."""
+        if isinstance(data, dict) and "backbone" in data:
+            data = dict(data)
+            backbone = data.pop("backbone")
+            if backbone != "vnet":
+                raise ValueError(f"model.backbone {backbone!r} is not supported: the backbone "
+                                 f"is always a VNet (the key is obsolete; remove it)")
+        return data
 
 
 class MethodConfig(StrictModel):

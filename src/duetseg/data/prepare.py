@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from duetseg.atomic import save_json, save_npy
+from duetseg.atomic import remove_temporaries, save_json, save_npy
 from duetseg.config import PrepareConfig
 from duetseg.data.cache import FORMAT_VERSION, Cache, fingerprint
 from duetseg.data.discovery import CaseSpec, discover_cases
@@ -166,8 +166,7 @@ def prepare_dataset(input_path: Path, out: Path, cfg: PrepareConfig, num_workers
     specs = [CaseSpec(s.case, {m: p.resolve() for m, p in s.images.items()},
                       None if s.label is None else s.label.resolve()) for s in specs]
     out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob(".tmp-*"):
-        tmp.unlink(missing_ok=True)
+    remove_temporaries(out)  # left by a killed atomic write
     fp, source = fingerprint(cfg), str(input_path.resolve())
     _reset_if_stale(out, fp, source)
     todo = [s for s in specs if not _is_complete(out, s, fp)]

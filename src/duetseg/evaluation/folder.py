@@ -18,6 +18,7 @@ import numpy as np
 from duetseg.errors import InputError
 from duetseg.evaluation.metrics import case_metrics
 from duetseg.evaluation.summary import summarize, write_metrics_csv, write_summary
+from duetseg.run.layout import EvalDir
 
 __all__ = ["EvaluationInputError", "evaluate_folder", "find_cases", "OUTPUT_NAME"]
 
@@ -197,6 +198,7 @@ def evaluate_folder(
 
     summary = summarize(rows)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_metrics_csv(rows, out_dir / "metrics.csv")
-    write_summary(summary, out_dir / "summary.json")
+    out = EvalDir(out_dir)
+    write_metrics_csv(rows, out.metrics_file)
+    write_summary(summary, out.summary_file)
     return summary

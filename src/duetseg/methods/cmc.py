@@ -47,7 +47,7 @@ from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext, sigmoid_rampup
 from duetseg.methods.losses import SupervisedLoss
 from duetseg.methods.ours import BranchOutputs
-from duetseg.models.cmcnet import CMCNet
+from duetseg.models.factory import cmcnet_from_config
 
 __all__ = ["CMC", "nt_xent", "soft_dice_dissimilarity"]
 
@@ -116,8 +116,8 @@ class CMC(BranchOutputs, Method):
         if self.num_modalities < 2:
             raise ConfigError(f"method 'cmc' needs at least 2 modalities, got "
                               f"{list(ctx.modalities)}")
-        self.net = CMCNet(self.num_modalities, ctx.num_classes, ctx.model,
-                          self.options.se_reduction)
+        self.net = cmcnet_from_config(self.num_modalities, ctx.num_classes, ctx.model,
+                                      self.options.se_reduction)
         self.sup_loss = SupervisedLoss()
         self.primary_output = "ensemble"
 

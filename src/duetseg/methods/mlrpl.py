@@ -50,6 +50,7 @@ from monai.losses import DiceLoss
 
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
+from duetseg.models.factory import backbone_args
 from duetseg.models.multihead import DualDecoderVNet
 
 __all__ = ["MLRPL", "entropy_map", "class_prototypes", "reliability", "reliable_pseudo_label_loss"]
@@ -150,9 +151,8 @@ class MLRPL(Method):
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
-        m = ctx.model
-        self.net = DualDecoderVNet(self.num_modalities, ctx.num_classes, m.base_width, m.dropout,
-                                   m.norm)
+        self.net = DualDecoderVNet(self.num_modalities, ctx.num_classes,
+                                   **backbone_args(ctx.model))
         self.dice = DiceLoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
         self.primary_output = "prediction"
 

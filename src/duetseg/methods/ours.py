@@ -31,7 +31,7 @@ from duetseg.methods.losses import (
     masked_branch_consistency,
     masked_branch_supervised,
 )
-from duetseg.models import DuetNet, ensemble_probabilities
+from duetseg.models import duetnet_from_config, ensemble_probabilities
 
 __all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod", "Ours"]
 
@@ -60,7 +60,7 @@ class DualBranchMethod(BranchOutputs, Method):
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
-        self.net = DuetNet(self.num_modalities, ctx.num_classes, ctx.model)
+        self.net = duetnet_from_config(self.num_modalities, ctx.num_classes, ctx.model)
         self.sup_loss = SupervisedLoss()
         self.primary_output = "ensemble"
 

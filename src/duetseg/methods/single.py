@@ -11,15 +11,14 @@ from torch import nn
 
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.models import VNet
+from duetseg.models.factory import vnet_from_config
 
 __all__ = ["SingleNetworkMethod", "build_vnet"]
 
 
 def build_vnet(ctx: MethodContext) -> nn.Module:
     """The shared VNet backbone with ``K`` input channels."""
-    m = ctx.model
-    return VNet(len(ctx.modalities), ctx.num_classes, m.base_width, m.dropout, m.norm)
+    return vnet_from_config(len(ctx.modalities), ctx.num_classes, ctx.model)
 
 
 class SingleNetworkMethod(Method):

@@ -36,6 +36,7 @@ import torch
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import SupervisedLoss
+from duetseg.models.factory import backbone_args
 from duetseg.models.multihead import MultiScaleVNet
 
 __all__ = ["URPC", "kl_divergence_map", "pyramid_consistency"]
@@ -104,9 +105,8 @@ class URPC(Method):
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
-        m = ctx.model
-        self.net = MultiScaleVNet(self.num_modalities, ctx.num_classes, m.base_width, m.dropout,
-                                  m.norm)
+        self.net = MultiScaleVNet(self.num_modalities, ctx.num_classes,
+                                  **backbone_args(ctx.model))
         self.sup_loss = SupervisedLoss()
         self.primary_output = "prediction"
 

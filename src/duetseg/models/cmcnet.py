@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from duetseg.config import ModelConfig
 from duetseg.models.blocks import check_spatial_size, init_weights, make_norm
 from duetseg.models.vnet import NUM_STAGES, Decoder, Encoder
 
@@ -86,32 +85,34 @@ class CMCNet(nn.Module):
     Args:
         in_modalities: number of modalities K (≥ 2); output ``m`` is modality ``m``'s branch.
         num_classes: output classes.
-        cfg: model settings (``base_width``, ``dropout``, ``norm``; fusion/MAE are unused).
+        base_width: first-stage width ``w`` of the shared VNet.
+        dropout: ``Dropout3d`` probability of the decoder.
+        norm: ``"batch"`` or ``"instance"``.
         se_reduction: reduction ratio of the channel attention.
 
     Raises:
-        ValueError: ``in_modalities < 2`` or an unsupported backbone.
+        ValueError: ``in_modalities < 2``.
     """
 
     def __init__(
         self,
         in_modalities: int,
         num_classes: int,
-        cfg: ModelConfig | None = None,
+        *,
+        base_width: int = 16,
+        dropout: float = 0.5,
+        norm: str = "batch",
         se_reduction: int = 4,
     ) -> None:
         super().__init__()
-        cfg = cfg if cfg is not None else ModelConfig()
         if in_modalities < 2:
             raise ValueError(f"CMCNet needs at least 2 modalities, got {in_modalities}")
-        if cfg.backbone != "vnet":
-            raise ValueError(f"unsupported backbone {cfg.backbone!r}")
         self.num_modalities = in_modalities
-        self.encoder = Encoder(1, cfg.base_width, cfg.norm)
+        self.encoder = Encoder(1, base_width, norm)
         channels = self.encoder.channels[-1]
         self.attention = ChannelAttention(channels, se_reduction)
-        self.fusion = BottleneckFusion(channels, in_modalities, cfg.norm)
-        self.decoder = Decoder(num_classes, cfg.base_width, cfg.dropout, cfg.norm)
+        self.fusion = BottleneckFusion(channels, in_modalities, norm)
+        self.decoder = Decoder(num_classes, base_width, dropout, norm)
         init_weights(self)
 
     def forward_with_features(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:

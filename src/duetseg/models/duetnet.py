@@ -26,13 +26,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from duetseg.config import ModelConfig
 from duetseg.models.blocks import check_spatial_size, init_weights
 from duetseg.models.enhancement import NoEnhancement, build_enhancement
 from duetseg.models.fusion import build_fusion
 from duetseg.models.vnet import NUM_STAGES, Decoder, Encoder
 
-__all__ = ["DuetNet", "ensemble_probabilities"]
+__all__ = ["BRANCH_INPUTS", "DuetNet", "ensemble_probabilities"]
+
+BRANCH_INPUTS: tuple[str, ...] = ("own", "all")
 
 
 def ensemble_probabilities(logits_list: Sequence[Tensor]) -> Tensor:
@@ -55,45 +56,70 @@ def ensemble_probabilities(logits_list: Sequence[Tensor]) -> Tensor:
 class DuetNet(nn.Module):
     """Multi-branch segmentation network with MMF and MAE.
 
+    The settings mirror :class:`duetseg.config.ModelConfig`; build from a config with
+    :func:`duetseg.models.factory.duetnet_from_config`.
+
     Args:
         in_modalities: number of modalities K (≥ 2), one branch each.
         num_classes: output classes per branch.
-        cfg: model settings (``base_width``, ``fusion``, ``mae``, ``mae_softmax``,
-            ``mae_on_skips``, ``mae_reduction``, ``dropout``, ``norm``, ``branch_input``).
+        base_width: first-stage width ``w`` of every branch's VNet.
+        fusion: MMF mode after each encoder stage, one of
+            :data:`~duetseg.models.fusion.FUSION_MODES`.
+        mae: enhance the bottlenecks with MAE (False: pass-through).
+        mae_softmax: MAE reading, ``"kernels"`` or ``"modalities"``.
+        mae_on_skips: also enhance the four skip features.
+        mae_reduction: FC reduction ratio of MAE.
+        dropout: ``Dropout3d`` probability of the decoders.
+        norm: ``"batch"`` or ``"instance"``.
+        branch_input: ``"own"`` (branch m reads modality m, the paper) or ``"all"`` (every
+            branch reads every modality).
 
     Raises:
-        ValueError: ``in_modalities < 2`` or an unsupported backbone.
+        ValueError: ``in_modalities < 2`` or an unknown option value.
     """
 
-    def __init__(self, in_modalities: int, num_classes: int, cfg: ModelConfig | None = None):
+    def __init__(
+        self,
+        in_modalities: int,
+        num_classes: int,
+        *,
+        base_width: int = 16,
+        fusion: str = "gate_residual",
+        mae: bool = True,
+        mae_softmax: str = "kernels",
+        mae_on_skips: bool = False,
+        mae_reduction: int = 4,
+        dropout: float = 0.5,
+        norm: str = "batch",
+        branch_input: str = "own",
+    ) -> None:
         super().__init__()
-        cfg = cfg if cfg is not None else ModelConfig()
         if in_modalities < 2:
             raise ValueError(f"DuetNet needs at least 2 modalities, got {in_modalities}")
-        if cfg.backbone != "vnet":
-            raise ValueError(f"unsupported backbone {cfg.backbone!r}")
+        if branch_input not in BRANCH_INPUTS:
+            raise ValueError(f"unknown branch_input {branch_input!r}; expected one of "
+                             f"{BRANCH_INPUTS}")
         self.num_modalities = in_modalities
         self.num_classes = num_classes
-        self.cfg = cfg.model_copy()
-        k, norm = in_modalities, cfg.norm
-        self.reads_all = cfg.branch_input == "all"
+        k = in_modalities
+        self.reads_all = branch_input == "all"
         in_channels = k if self.reads_all else 1
-        self.encoders = nn.ModuleList(Encoder(in_channels, cfg.base_width, norm)
-                                      for _ in range(k))
+        self.encoders = nn.ModuleList(Encoder(in_channels, base_width, norm) for _ in range(k))
         channels = self.encoders[0].channels
         self.fusions = nn.ModuleList(
-            build_fusion(cfg.fusion, channels[s], k, norm) for s in range(NUM_STAGES)
+            build_fusion(fusion, channels[s], k, norm) for s in range(NUM_STAGES)
         )
 
-        def mae(c: int) -> nn.Module:
-            return build_enhancement(cfg.mae, cfg.mae_softmax, c, k, cfg.mae_reduction, norm)
+        def enhancement(c: int) -> nn.Module:
+            return build_enhancement(mae, mae_softmax, c, k, mae_reduction, norm)
 
-        self.bottleneck_mae = mae(channels[-1])
+        self.bottleneck_mae = enhancement(channels[-1])
         self.skip_maes = nn.ModuleList(
-            mae(channels[s]) if cfg.mae_on_skips else NoEnhancement() for s in range(NUM_STAGES)
+            enhancement(channels[s]) if mae_on_skips else NoEnhancement()
+            for s in range(NUM_STAGES)
         )
         self.decoders = nn.ModuleList(
-            Decoder(num_classes, cfg.base_width, cfg.dropout, norm) for _ in range(k)
+            Decoder(num_classes, base_width, dropout, norm) for _ in range(k)
         )
         init_weights(self)
 

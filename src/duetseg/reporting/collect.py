@@ -1,7 +1,7 @@
 """Read evaluated run directories into plain records for tables, statistics and figures.
 
 A run directory holds ``config.yaml``, ``splits.json``, ``log.csv`` and
-``eval/<split>/{metrics.csv, summary.json, predictions/}`` (see ``workflows/evaluate.py``).
+``eval/<split>/{metrics.csv, summary.json, predictions/}`` (see :mod:`duetseg.run.layout`).
 Metric rows are kept as plain dicts (no pandas): ``case`` (str), ``output`` (str),
 ``class`` (int) and the metrics of ``METRICS`` as floats, NaN where undefined.
 """
@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from duetseg.config import Config
 from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.evaluation.summary import METRICS
+from duetseg.run.config import load_run_config
+from duetseg.run.layout import EvalDir, RunDir
 
 __all__ = ["RunRecord", "collect_runs", "load_run", "read_metrics_csv", "read_log_csv",
            "case_values"]
@@ -97,9 +98,14 @@ class RunRecord:
         return "branch_a" in self.outputs and "branch_b" in self.outputs
 
     @property
-    def eval_dir(self) -> Path:
+    def paths(self) -> RunDir:
+        """The paths of the run directory."""
+        return RunDir(self.run_dir)
+
+    @property
+    def eval_dir(self) -> EvalDir:
         """``run_dir/eval/<split>``."""
-        return self.run_dir / "eval" / self.split
+        return self.paths.eval(self.split)
 
     @property
     def label(self) -> str:
@@ -195,39 +201,31 @@ def case_values(rows: list[dict[str, Any]], metric: str, output: str,
     return out
 
 
-def _load_config(run_dir: Path) -> Config:
-    """``run_dir/config.yaml`` as a Config.
-
-    Same as ``duetseg.training.run.load_run_config``, read here so that reporting does not
-    import the training package (and torch).
-    """
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not a duetseg run directory (no config.yaml)")
-    try:
-        return Config.model_validate(yaml.safe_load(path.read_text()))
-    except (yaml.YAMLError, ValueError) as exc:
-        raise ConfigError(f"{path}: invalid run config: {exc}") from exc
-
-
 def load_run(run_dir: Path, split: str = "test") -> RunRecord:
     """Load one evaluated run.
+
+    Args:
+        run_dir: a run directory evaluated with ``duetseg evaluate``.
+        split: the evaluated split to read.
+
+    Returns:
+        The run's record.
 
     Raises:
         ConfigError: not a run directory, no splits, or the split was not evaluated.
     """
-    run_dir = Path(run_dir)
-    cfg = _load_config(run_dir)
-    splits = load_splits(run_dir / "splits.json")
-    eval_dir = run_dir / "eval" / split
-    rows = read_metrics_csv(eval_dir / "metrics.csv")
-    summary_path = eval_dir / "summary.json"
+    paths = RunDir(run_dir)
+    cfg = load_run_config(paths)
+    splits = load_splits(paths.splits_file)
+    eval_dir = paths.eval(split)
+    rows = read_metrics_csv(eval_dir.metrics_file)
+    summary_path = eval_dir.summary_file
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     primary = summary.get("primary_output") or (rows[0]["output"] if rows else "")
     n_train = len(splits["train"])
     labeled = len(splits["labeled"])
     return RunRecord(
-        run_dir=run_dir,
+        run_dir=paths.root,
         method=cfg.method.name,
         labeled=labeled,
         labeled_spec=str(cfg.splits.labeled),

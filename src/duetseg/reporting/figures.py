@@ -50,7 +50,7 @@ def plot_curves(runs: list[RunRecord], path: Path) -> Path:
     for i, run in enumerate(runs):
         style = {"color": cmap(i % 20), "linestyle": ("-", "--", ":")[(i // 20) % 3],
                  "label": run.label, "linewidth": 1}
-        log = read_log_csv(run.run_dir / "log.csv")
+        log = read_log_csv(run.paths.log_file)
         if "iteration" not in log:
             continue
         it = log["iteration"]
@@ -115,7 +115,7 @@ def common_cases(runs: list[RunRecord], max_cases: int = 3) -> list[str]:
     reference label and source image in the first run's cache."""
     if not runs:
         return []
-    sets = [{p.name[: -len(".nii.gz")] for p in (r.eval_dir / "predictions").glob("*.nii.gz")}
+    sets = [{p.name[: -len(".nii.gz")] for p in r.eval_dir.predictions_dir.glob("*.nii.gz")}
             for r in runs]
     out = []
     for case in sorted(set.intersection(*sets)):
@@ -179,8 +179,7 @@ def plot_qualitative(runs: list[RunRecord], path: Path, cases: list[str] | None 
         ref_sl = ref[:, :, z].T > 0
         panels = [(f"{case}\n{modality}", None), ("ground truth", ref_sl)]
         for run in runs:
-            pred = np.asanyarray(nib.load(str(run.eval_dir / "predictions" /
-                                              f"{case}.nii.gz")).dataobj)
+            pred = np.asanyarray(nib.load(str(run.eval_dir.prediction(case))).dataobj)
             panels.append((f"{run.name}\nDice {_dice_of(run, case):.1f}", pred[:, :, z].T > 0))
         for j, (title, mask) in enumerate(panels):
             ax = axes[i, j]

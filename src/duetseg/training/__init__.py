@@ -1,5 +1,8 @@
-"""Training: the loop, schedules, checkpoints and logs."""
+"""Training: the loop, schedules, logs and the set-up of a new or resumed run.
 
-from duetseg.training.trainer import TrainResult, method_context, resolve_device, train
+A run's layout, checkpoints and the loading of a trained run live in :mod:`duetseg.run`.
+"""
 
-__all__ = ["TrainResult", "method_context", "resolve_device", "train"]
+from duetseg.training.trainer import TrainResult, train
+
+__all__ = ["TrainResult", "train"]

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from duetseg.atomic import save_text
+from duetseg.run.layout import RunDir
 
 __all__ = ["RunLogger"]
 
@@ -21,7 +22,8 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, resume_from: int | None = None, tensorboard: bool = True):
-        self.path = Path(run_dir) / "log.csv"
+        paths = RunDir(run_dir)
+        self.path = paths.log_file
         self.rows: list[dict[str, float]] = []
         if resume_from is not None and self.path.exists():
             with self.path.open() as fh:
@@ -34,7 +36,7 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_from)
+            self.writer = SummaryWriter(str(paths.tensorboard_dir), purge_step=resume_from)
 
     def log(self, iteration: int, values: dict[str, float], flush: bool = False) -> None:
         """Record ``values`` at ``iteration``."""

@@ -13,17 +13,12 @@ from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.evaluation.metrics import multiclass_metrics
 from duetseg.evaluation.summary import format_table, summarize, write_metrics_csv
-from duetseg.inference import keep_largest_component, predict_with_config
+from duetseg.inference import keep_largest_component
 from duetseg.progress import progress_bar
-from duetseg.workflows.loading import TrainedRun, load_trained_run
+from duetseg.run.layout import RunDir
+from duetseg.run.trained import load_trained_run, predict_probabilities
 
-__all__ = ["predict_probabilities", "evaluate_run"]
-
-
-def predict_probabilities(run: TrainedRun, image: np.ndarray, tta_flip: bool | None = None):
-    """Probabilities of every output of ``run`` for a cached image (its inference settings)."""
-    return predict_with_config(run.method.output_probabilities, image, run.roi_size,
-                               run.cfg.inference, run.device, tta_flip)
+__all__ = ["evaluate_run"]
 
 
 def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
@@ -36,20 +31,31 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
     ``largest_component`` (default: the run's ``inference.largest_component``) keeps only
     the largest connected component of each foreground class of every output's mask.
 
+    Args:
+        run_dir: a trained run directory.
+        split: the split to evaluate (its cases need reference labels).
+        checkpoint: "best" (falls back to "last") or "last".
+        device: "auto", "cpu", "cuda", ...
+        save_all_outputs: also write every other output's masks.
+        progress: show a progress bar and print the summary table.
+        largest_component: keep the largest connected component per class (None: the
+            run's config).
+
     Returns:
         The summary (also written to ``summary.json``).
 
     Raises:
         ConfigError: unknown split or a split without labelled cases.
     """
-    run = load_trained_run(run_dir, checkpoint, device)
-    splits = load_splits(Path(run_dir) / "splits.json")
+    paths = RunDir(run_dir)
+    run = load_trained_run(paths, checkpoint, device)
+    splits = load_splits(paths.splits_file)
     if split not in splits:
-        raise ConfigError(f"unknown split {split!r}; {run_dir}/splits.json has {sorted(splits)}")
+        raise ConfigError(f"unknown split {split!r}; {paths.splits_file} has {sorted(splits)}")
     cases = splits[split]
     if not cases:
         raise ConfigError(f"split {split!r} of {run_dir} is empty")
-    out = Path(run_dir) / "eval" / split
+    out = paths.eval(split)
     primary = run.method.primary_output
     classes = list(range(1, run.cache.num_classes))
     if largest_component is None:
@@ -66,12 +72,12 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
             if largest_component:
                 pred = keep_largest_component(pred)
             if name == primary:
-                write_like_original(pred, props, out / "predictions" / f"{case}.nii.gz")
+                write_like_original(pred, props, out.prediction(case))
             elif save_all_outputs:
-                write_like_original(pred, props, out / "predictions" / name / f"{case}.nii.gz")
+                write_like_original(pred, props, out.prediction(case, name))
             for cls, values in multiclass_metrics(pred, ref, spacing, classes).items():
                 rows.append({"case": case, "output": name, "class": cls, **values})
-    write_metrics_csv(rows, out / "metrics.csv")
+    write_metrics_csv(rows, out.metrics_file)
     summary = {
         "run": str(run_dir), "split": split, "checkpoint": run.checkpoint.name,
         "method": run.cfg.method.name, "primary_output": primary,
@@ -80,7 +86,7 @@ def evaluate_run(run_dir: Path, split: str = "test", checkpoint: str = "best",
         "asd_convention": "directed, prediction surface to reference surface (mm)",
         "metrics": summarize(rows),
     }
-    save_json(summary, out / "summary.json")
+    save_json(summary, out.summary_file)
     if progress:
         print(format_table(summary["metrics"]))
     return summary

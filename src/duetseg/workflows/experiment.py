@@ -35,6 +35,7 @@ from pydantic import Field
 
 from duetseg.config import StrictModel, load_config
 from duetseg.errors import ConfigError
+from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.training.distributed import barrier, is_main
 from duetseg.workflows.evaluate import evaluate_run
@@ -116,21 +117,24 @@ def plan_grid(grid: GridConfig) -> list[GridRun]:
 def run_grid(grid: GridConfig, progress: bool = True) -> list[Path]:
     """Train and evaluate every run of the grid that is not finished yet.
 
+    Args:
+        grid: the grid (:func:`load_grid`).
+        progress: print one line per run and show progress bars.
+
     Returns:
         The run directories (all of them, finished before or now).
     """
     runs = plan_grid(grid)
     for index, run in enumerate(runs, 1):
-        done = run.run_dir / "eval" / grid.split / "summary.json"
-        if done.exists():
+        paths = RunDir(run.run_dir)
+        if paths.is_evaluated(grid.split):
             if progress:
                 print(f"[{index}/{len(runs)}] {run.name}: done, skipped")
             continue
         if progress:
             print(f"[{index}/{len(runs)}] {run.name}")
         cfg = load_config(grid.base, run.overrides)
-        resume = (run.run_dir / "checkpoints" / "last.pt").exists()
-        train(cfg, run.run_dir, resume=resume, progress=progress)
+        train(cfg, run.run_dir, resume=paths.resumable, progress=progress)
         if is_main():  # under torchrun only rank 0 evaluates; the others wait for it
             evaluate_run(run.run_dir, grid.split, checkpoint=grid.checkpoint,
                          progress=progress)

@@ -34,15 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from duetseg.atomic import save_text
+from duetseg.atomic import remove_temporaries, save_text
 from duetseg.data.discovery import discover_cases
 from duetseg.data.geometry import restore_to_original, write_like_original
 from duetseg.data.preprocess import fill_missing_modalities, preprocess_case
 from duetseg.errors import ConfigError
 from duetseg.inference.postprocess import keep_largest_component
 from duetseg.progress import progress_bar
-from duetseg.workflows.evaluate import predict_probabilities
-from duetseg.workflows.loading import load_trained_run
+from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
 
 __all__ = ["CSV_COLUMNS", "disagreement_map", "normalised_entropy", "predict_folder"]
@@ -110,14 +109,6 @@ def _write_rows(rows: dict[str, dict], path: Path) -> None:
     for case in sorted(rows):
         writer.writerow(rows[case])
     save_text(buf.getvalue(), path)
-
-
-def _remove_stale_temporaries(out_dir: Path) -> None:
-    """Delete ``.tmp-*`` files left in ``out_dir`` by a killed atomic write."""
-    if out_dir.is_dir():
-        for path in out_dir.glob(".tmp-*"):
-            if path.is_file():
-                path.unlink(missing_ok=True)
 
 
 def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: bool,
@@ -216,7 +207,7 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     modalities = list(run.cache.settings.modalities)
     specs = discover_cases(input_path, modalities, layout, allow_missing=True)
     check_missing_allowed(specs, modalities, run.cfg.train.modality_dropout)
-    _remove_stale_temporaries(out_dir)
+    remove_temporaries(out_dir)  # left by a killed atomic write
     csv_path = out_dir / "disagreement.csv"
     old = _read_rows(csv_path) if skip_existing else {}
     files = {s.case: _outputs_of(out_dir, s.case, save_probabilities, save_disagreement)

@@ -29,8 +29,8 @@ from duetseg.atomic import save_text
 from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.progress import progress_bar
-from duetseg.workflows.evaluate import predict_probabilities
-from duetseg.workflows.loading import load_trained_run
+from duetseg.run.layout import RunDir
+from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.predict import disagreement_map, normalised_entropy
 
 __all__ = ["SUGGEST_COLUMNS", "score_case", "suggest_cases", "write_suggestions"]
@@ -80,8 +80,9 @@ def suggest_cases(run_dir: Path, checkpoint: str = "last", device: str = "auto",
     Raises:
         ConfigError: not a trained run, or the run has no unlabelled training case.
     """
-    run = load_trained_run(Path(run_dir), checkpoint, device)
-    cases = load_splits(Path(run_dir) / "splits.json")["unlabeled"]
+    paths = RunDir(run_dir)
+    run = load_trained_run(paths, checkpoint, device)
+    cases = load_splits(paths.splits_file)["unlabeled"]
     if not cases:
         raise ConfigError(f"{run_dir} has no unlabelled training case to suggest")
     primary = run.method.primary_output
