@@ -59,7 +59,6 @@ class EvalDir(_Folder):
         root: the folder.
     """
 
-
     @property
     def metrics_file(self) -> Path:
         """``metrics.csv``: one row per case, output and class."""
@@ -99,7 +98,6 @@ class RunDir(_Folder):
     Attributes:
         root: the run directory.
     """
-
 
     @property
     def config_file(self) -> Path:
