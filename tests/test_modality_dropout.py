@@ -465,9 +465,10 @@ def test_present_outputs_recomputes_the_ensemble():
     probs = {f"branch_{c}": rng.random((2, 3, 3, 3)).astype(np.float32) for c in "abc"}
     probs["ensemble"] = sum(probs.values()) / 3
     mods = ["t1", "t2", "flair"]
-    assert present_outputs(probs, mods, mods) is probs
-    kept = present_outputs(probs, mods, ["t1", "flair"])
+    branches = {f"branch_{c}": m for c, m in zip("abc", mods)}
+    assert present_outputs(probs, mods, mods, branches) is probs
+    kept = present_outputs(probs, mods, ["t1", "flair"], branches)
     assert sorted(kept) == ["branch_a", "branch_c", "ensemble"]
     np.testing.assert_allclose(kept["ensemble"], (probs["branch_a"] + probs["branch_c"]) / 2)
     single = {"prediction": probs["branch_a"]}
-    assert present_outputs(single, mods, ["t2"]) == single
+    assert present_outputs(single, mods, ["t2"], {}) == single

@@ -18,7 +18,12 @@ from duetseg.errors import ConfigError, InputError
 from duetseg.inference.postprocess import keep_largest_component
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
-from duetseg.workflows.predict import CSV_COLUMNS, disagreement_map, predict_folder
+from duetseg.workflows.predict import (
+    CSV_COLUMNS,
+    disagreement_map,
+    normalised_entropy,
+    predict_folder,
+)
 
 ODD = (37, 45, 29)  # larger than the 16^3 training crops, no axis a multiple of 16
 
@@ -271,7 +276,17 @@ def test_disagreement_map_definitions():
     three["ensemble"] = sum(three.values()) / 3
     fg = [1 - three[k][0] for k in ("branch_a", "branch_b", "branch_c")]
     pairwise = np.max([np.abs(a - b) for a in fg for b in fg], axis=0)
-    np.testing.assert_allclose(disagreement_map(three, "ensemble"), pairwise, atol=1e-6)
+    branches = ["branch_a", "branch_b", "branch_c"]
+    np.testing.assert_allclose(disagreement_map(three, "ensemble", branches), pairwise,
+                               atol=1e-6)
+    # a branch absent from the outputs (a missing modality) is ignored; one left = entropy
+    two = {k: v for k, v in three.items() if k != "branch_b"}
+    fg_ac = [fg[0], fg[2]]
+    np.testing.assert_allclose(disagreement_map(two, "ensemble", branches),
+                               np.abs(fg_ac[0] - fg_ac[1]), atol=1e-6)
+    one = {"branch_a": three["branch_a"], "ensemble": three["branch_a"]}
+    np.testing.assert_allclose(disagreement_map(one, "ensemble", branches),
+                               normalised_entropy(three["branch_a"]), atol=1e-6)
     uniform = {"prediction": np.full((4, 2, 2, 2), 0.25, np.float32)}
     np.testing.assert_allclose(disagreement_map(uniform, "prediction"), 1.0, atol=1e-6)
     certain = {"prediction": np.eye(3, dtype=np.float32)[:, :, None, None].repeat(2, 2)}

@@ -29,7 +29,7 @@ def test_score_uses_the_union_of_foregrounds_and_branch_disagreement():
     b[0, 0, :2] = 0.9
     b[1, 1, 1] = 0.8  # branch b alone sees a third voxel (a says 0)
     probs = {"branch_a": _probs(a), "branch_b": _probs(b), "ensemble": _probs((a + b) / 2)}
-    s = score_case(probs, "ensemble", voxel_ml=0.008)
+    s = score_case(probs, "ensemble", voxel_ml=0.008, branches=["branch_a", "branch_b"])
     assert s["disagreement"] == pytest.approx(0.8 / 3)  # mean of |a - b| over 3 voxels
     assert s["foreground_voxels"] == 2  # the ensemble (0.4 at the third voxel) keeps two
     assert s["volume_ml"] == pytest.approx(0.016)

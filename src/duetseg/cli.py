@@ -239,12 +239,37 @@ def suggest(
 def experiment(
     grid: Annotated[Path, typer.Argument(help="grid YAML (methods x labelled x seeds)")],
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
+    parallel: Annotated[int | None, typer.Option(
+        min=1, help="trainings at once, each its own process with cores/N threads and a "
+                    "log <run>/experiment.log (default: the grid's 'parallel', else 1)")] = None,
 ) -> None:
     """Run a grid of trainings + evaluations; finished runs are skipped, others resume."""
     from duetseg.workflows.experiment import load_grid, run_grid
+    from duetseg.workflows.parallel import check_parallel, resolve_parallel, run_grid_parallel
 
-    run_dirs = run_grid(load_grid(grid), progress=not quiet)
+    loaded = load_grid(grid)
+    n = resolve_parallel(parallel, loaded)
+    check_parallel(n)
+    if n == 1:
+        run_dirs = run_grid(loaded, progress=not quiet)
+    else:
+        run_dirs = run_grid_parallel(grid, n, progress=not quiet)
     typer.echo(f"{len(run_dirs)} runs complete under {run_dirs[0].parent}")
+
+
+@app.command("experiment-run", hidden=True)
+def experiment_run(
+    grid: Annotated[Path, typer.Argument(help="grid YAML")],
+    name: Annotated[str, typer.Argument(help="run name (as planned by the grid)")],
+    threads: Annotated[int, typer.Option(min=1, help="torch intra-op threads")] = 1,
+    parallel: Annotated[int, typer.Option(min=1, help="runs the parent keeps alive")] = 1,
+    quiet: Annotated[bool, typer.Option(help="no progress lines")] = False,
+) -> None:
+    """Train and evaluate one run of a grid (a child of ``experiment --parallel``)."""
+    from duetseg.workflows.parallel import run_child
+
+    run_child(grid, name, threads=threads, parallel=parallel, progress=not quiet)
+    typer.echo(f"{name}: complete")
 
 
 @app.command()

@@ -23,8 +23,9 @@ from torch import nn
 
 from duetseg.config import MethodConfig, ModelConfig, StrictModel
 from duetseg.errors import ConfigError
+from duetseg.output_spec import OutputSpec
 
-__all__ = ["MethodContext", "Method", "sigmoid_rampup"]
+__all__ = ["MethodContext", "Method", "OutputSpec", "sigmoid_rampup"]
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,16 @@ class Method(nn.Module, ABC):
     def describe_outputs(self) -> dict[str, Any]:
         """What each output is (e.g. which modality a branch reads); stored in summaries."""
         return {}
+
+    def outputs(self) -> list[OutputSpec]:
+        """The outputs of :meth:`output_probabilities`, as data.
+
+        The default suits single-network methods: one ``single`` spec per output of
+        :meth:`describe_outputs` (just :attr:`primary_output` when it describes none), the
+        primary output marked. Methods with modality branches override it.
+
+        Returns:
+            One spec per output, in output order.
+        """
+        names = list(self.describe_outputs()) or [self.primary_output]
+        return [OutputSpec(n, "single", None, n == self.primary_output) for n in names]

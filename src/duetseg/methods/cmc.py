@@ -45,8 +45,8 @@ from pydantic import Field
 from duetseg.config import StrictModel
 from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext, sigmoid_rampup
+from duetseg.methods.dual_branch import BranchOutputs
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.methods.ours import BranchOutputs
 from duetseg.models.factory import cmcnet_from_config
 
 __all__ = ["CMC", "nt_xent", "soft_dice_dissimilarity"]

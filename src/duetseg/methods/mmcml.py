@@ -50,7 +50,7 @@ from pydantic import Field
 from duetseg.config import StrictModel
 from duetseg.errors import ConfigError
 from duetseg.methods.base import MethodContext, sigmoid_rampup
-from duetseg.methods.ours import DualBranchMethod
+from duetseg.methods.dual_branch import DualBranchMethod
 
 __all__ = ["MMCML", "area_similarity_contrastive", "pseudo_label_relearning"]
 

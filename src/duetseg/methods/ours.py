@@ -22,68 +22,16 @@ import torch
 from pydantic import Field
 
 from duetseg.config import StrictModel
-from duetseg.methods.base import Method, MethodContext
+from duetseg.methods.base import MethodContext
+from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import (
-    SupervisedLoss,
     confident_teacher_mse,
     cross_branch_mse,
     hard_pseudo_ce,
     masked_branch_consistency,
-    masked_branch_supervised,
 )
-from duetseg.models import duetnet_from_config, ensemble_probabilities
 
-__all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod", "Ours"]
-
-BRANCH_NAMES = "abcdefghijklmnopqrstuvwxyz"
-
-
-class BranchOutputs:
-    """Outputs of a network returning one logits tensor per modality branch.
-
-    Mixed into methods whose ``self.net(image)`` returns a list of K logits: reports each
-    branch (``branch_a``, ``branch_b``, ...) and their ``ensemble`` (mean softmax).
-    """
-
-    def branch_names(self) -> list[str]:
-        return [f"branch_{BRANCH_NAMES[m]}" for m in range(self.num_modalities)]
-
-    def output_probabilities(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.net(image)
-        out = {name: torch.softmax(lg, 1) for name, lg in zip(self.branch_names(), logits)}
-        out["ensemble"] = ensemble_probabilities(logits)
-        return out
-
-
-class DualBranchMethod(BranchOutputs, Method):
-    """Shared part of methods built on DuetNet: outputs per branch and the ensemble."""
-
-    def __init__(self, ctx: MethodContext):
-        super().__init__(ctx)
-        self.net = duetnet_from_config(self.num_modalities, ctx.num_classes, ctx.model)
-        self.sup_loss = SupervisedLoss()
-        self.primary_output = "ensemble"
-
-    def supervised(self, logits: list[torch.Tensor], label: torch.Tensor,
-                   present: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum over branches of the supervised loss on the labelled crops.
-
-        Args:
-            logits: K branch logits; the first ``label.shape[0]`` crops are labelled.
-            label: class indices of the labelled crops.
-            present: bool (B, K) inputs present (modality dropout); a branch gets no loss on
-                the crops where its input is absent. None = all present.
-        """
-        if present is not None:
-            return masked_branch_supervised(self.sup_loss, logits, label, present)
-        n = label.shape[0]
-        return sum(self.sup_loss(lg[:n], label) for lg in logits)
-
-    def describe_outputs(self) -> dict[str, str]:
-        desc = {name: f"branch reading {mod}"
-                for name, mod in zip(self.branch_names(), self.ctx.modalities)}
-        desc["ensemble"] = "mean of the branches' softmax"
-        return desc
+__all__ = ["Ours"]
 
 
 class Ours(DualBranchMethod):

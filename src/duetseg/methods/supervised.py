@@ -15,8 +15,9 @@ from typing import Literal
 import torch
 
 from duetseg.config import StrictModel
+from duetseg.methods.base import Method, OutputSpec
+from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.methods.ours import DualBranchMethod
 from duetseg.methods.single import build_vnet
 
 __all__ = ["Supervised"]
@@ -57,3 +58,9 @@ class Supervised(DualBranchMethod):
         if self.options.network == "vnet":
             return {"prediction": "single VNet on concatenated modalities"}
         return super().describe_outputs()
+
+    def outputs(self) -> list[OutputSpec]:
+        """The branches and ensemble of DuetNet, or the VNet's single ``prediction``."""
+        if self.options.network == "vnet":
+            return Method.outputs(self)
+        return super().outputs()

@@ -22,6 +22,7 @@ from duetseg.config import Config
 from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.evaluation.summary import METRICS
+from duetseg.output_spec import OutputSpec, specs_from_summary
 from duetseg.run.config import load_run_config
 from duetseg.run.layout import EvalDir, RunDir
 
@@ -51,6 +52,9 @@ class RunRecord:
         splits: the run's splits.
         name: the configuration's name in reports: ``config.name`` when set, else
             ``method`` (filled in when left empty).
+        output_specs: what each output is: ``summary["output_specs"]``, or for a summary
+            written before that key the names and descriptions read as before (see
+            :func:`duetseg.output_spec.specs_from_summary`; filled in when left empty).
     """
 
     run_dir: Path
@@ -69,10 +73,14 @@ class RunRecord:
     split: str = "test"
     splits: dict[str, list[str]] = field(default_factory=dict)
     name: str = ""
+    output_specs: list[OutputSpec] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = self.method
+        if not self.output_specs:
+            self.output_specs = specs_from_summary(self.summary, self.outputs,
+                                                   self.primary_output)
 
     @property
     def split_key(self) -> str:
@@ -93,9 +101,15 @@ class RunRecord:
         return list(dict.fromkeys(r["output"] for r in self.rows))
 
     @property
+    def branch_outputs(self) -> list[str]:
+        """The outputs of the metrics that are modality branches (``kind == "branch"``)."""
+        branches = {s.name for s in self.output_specs if s.kind == "branch"}
+        return [o for o in self.outputs if o in branches]
+
+    @property
     def is_dual_branch(self) -> bool:
-        """True for DuetNet runs (per-branch outputs ``branch_a``, ``branch_b``...)."""
-        return "branch_a" in self.outputs and "branch_b" in self.outputs
+        """True for runs with per-modality branch outputs (two or more in the metrics)."""
+        return len(self.branch_outputs) >= 2
 
     @property
     def paths(self) -> RunDir:
@@ -121,10 +135,9 @@ class RunRecord:
         return f"{self.name} {self.labeled_percent:.3g}% s{self.seed}{fold}{suffix}"
 
     def output_modality(self, output: str) -> str:
-        """The modality a branch output reads (from ``summary["outputs"]``), else its name."""
-        desc = str(self.summary.get("outputs", {}).get(output, ""))
-        prefix = "branch reading "
-        return desc[len(prefix):].strip() if desc.startswith(prefix) else output
+        """The modality an output reads (from :attr:`output_specs`), else its name."""
+        spec = next((s for s in self.output_specs if s.name == output), None)
+        return output if spec is None or spec.modality is None else spec.modality
 
     def case_values(self, metric: str, output: str | None = None,
                     class_id: int | None = None) -> dict[str, float]:

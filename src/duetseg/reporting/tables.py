@@ -230,7 +230,7 @@ def build_table2(runs: list[RunRecord], class_id: int | None = None) -> Table | 
     selected = table2_runs(runs)
     if len({(r.mmf, r.mae, r.mcml) for r in selected}) < 2:
         return None
-    branches = [o for o in selected[0].outputs if o.startswith("branch_")]
+    branches = selected[0].branch_outputs
     mods = {b: selected[0].output_modality(b) for b in branches}
     headers = ["Labeled", "Baseline", "MMF", "MAE", "MCML"]
     headers += [f"DSC (%) {mods[b]}" for b in branches]

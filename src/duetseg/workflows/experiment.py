@@ -15,6 +15,7 @@ A grid file::
     folds: 5                        # optional: K-fold cross-validation, one run per fold
     checkpoint: last                # which checkpoint is evaluated (best | last)
     split: test
+    parallel: 1                     # optional: trainings at once (``--parallel`` wins)
 
 A variant runs ``ours`` with its overrides and is reported as ``ours-<name>`` (the run's
 ``name``). With ``folds: K`` every run exists once per fold (``splits.folds=K``,
@@ -23,6 +24,9 @@ labelled case once, and ``duetseg report`` pools them.
 
 Finished runs (their ``eval/<split>/summary.json`` exists) are skipped, an interrupted run
 resumes from ``last.pt``, so re-running the same command finishes the grid.
+
+With ``parallel: N`` (or ``--parallel N``) > 1 up to N runs train at once, each in its own
+process (see :mod:`duetseg.workflows.parallel`); N = 1 runs them here, one after the other.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from duetseg.training import train
 from duetseg.training.distributed import barrier, is_main
 from duetseg.workflows.evaluate import evaluate_run
 
-__all__ = ["GridConfig", "GridRun", "load_grid", "plan_grid", "run_grid"]
+__all__ = ["GridConfig", "GridRun", "find_run", "load_grid", "plan_grid", "run_grid", "run_one"]
 
 
 class GridConfig(StrictModel):
@@ -57,6 +61,7 @@ class GridConfig(StrictModel):
     folds: int | None = Field(default=None, ge=2)
     checkpoint: Literal["best", "last"] = "best"
     split: str = "test"
+    parallel: int = Field(default=1, ge=1)
 
 
 class GridRun(StrictModel):
@@ -114,6 +119,36 @@ def plan_grid(grid: GridConfig) -> list[GridRun]:
     return runs
 
 
+def find_run(grid: GridConfig, name: str) -> GridRun:
+    """The planned run called ``name``.
+
+    Raises:
+        ConfigError: the grid plans no such run.
+    """
+    for run in plan_grid(grid):
+        if run.name == name:
+            return run
+    raise ConfigError(f"the grid plans no run named {name!r}")
+
+
+def run_one(grid: GridConfig, run: GridRun, progress: bool = True,
+            extra_overrides: list[str] | None = None) -> None:
+    """Train (or resume) and evaluate one planned run.
+
+    Args:
+        grid: the grid the run belongs to.
+        run: the run (:func:`plan_grid`).
+        progress: show progress bars.
+        extra_overrides: applied after the run's own overrides.
+    """
+    paths = RunDir(run.run_dir)
+    cfg = load_config(grid.base, [*run.overrides, *(extra_overrides or [])])
+    train(cfg, run.run_dir, resume=paths.resumable, progress=progress)
+    if is_main():  # under torchrun only rank 0 evaluates; the others wait for it
+        evaluate_run(run.run_dir, grid.split, checkpoint=grid.checkpoint, progress=progress)
+    barrier()
+
+
 def run_grid(grid: GridConfig, progress: bool = True) -> list[Path]:
     """Train and evaluate every run of the grid that is not finished yet.
 
@@ -133,10 +168,5 @@ def run_grid(grid: GridConfig, progress: bool = True) -> list[Path]:
             continue
         if progress:
             print(f"[{index}/{len(runs)}] {run.name}")
-        cfg = load_config(grid.base, run.overrides)
-        train(cfg, run.run_dir, resume=paths.resumable, progress=progress)
-        if is_main():  # under torchrun only rank 0 evaluates; the others wait for it
-            evaluate_run(run.run_dir, grid.split, checkpoint=grid.checkpoint,
-                         progress=progress)
-        barrier()
+        run_one(grid, run, progress=progress)
     return [r.run_dir for r in runs]

@@ -19,7 +19,6 @@ import numpy as np
 
 from duetseg.data.discovery import CaseSpec
 from duetseg.errors import InputError
-from duetseg.methods.ours import BRANCH_NAMES
 
 __all__ = ["check_missing_allowed", "modalities_used", "present_outputs"]
 
@@ -57,29 +56,32 @@ def modalities_used(present: list[str]) -> str:
 
 
 def present_outputs(probs: dict[str, np.ndarray], modalities: list[str],
-                    present: list[str]) -> dict[str, np.ndarray]:
+                    present: list[str],
+                    branches: dict[str, str | None]) -> dict[str, np.ndarray]:
     """The outputs of a case computed only from the branches whose modality is present.
 
-    Branch ``m`` (``branch_<letter m>``) belongs to modality ``m``. Outputs of absent
-    modalities' branches are dropped, and when the method has branch outputs its
-    ``ensemble`` is recomputed as the mean of the present branches' probabilities (the
-    network's ensemble is the mean softmax of all branches). Other outputs (a single
-    network's ``prediction``) are kept as they are.
+    Each branch output belongs to the modality it reads (``branches``, from the method's
+    ``outputs()``). Outputs of absent modalities' branches are dropped, and when the method
+    has branch outputs its ``ensemble`` is recomputed as the mean of the present branches'
+    probabilities (the network's ensemble is the mean softmax of all branches). Other
+    outputs (a single network's ``prediction``) are kept as they are.
 
     Args:
         probs: output name -> (C, ...) probabilities of every output.
         modalities: the run's modalities, in branch order.
         present: the modalities the case has.
+        branches: branch output name -> the modality it reads (see
+            :func:`duetseg.output_spec.branch_modalities`); empty for single-network methods.
 
     Returns:
         ``probs`` itself when every modality is present, else the filtered outputs.
     """
     if all(m in present for m in modalities):
         return probs
-    owner = {f"branch_{BRANCH_NAMES[i]}": m for i, m in enumerate(modalities)}
+    owner = dict(branches)
     kept = {k: v for k, v in probs.items() if k not in owner or owner[k] in present}
-    branches = [v for k, v in kept.items() if k in owner]
-    if branches and "ensemble" in kept:
-        kept["ensemble"] = (np.mean(np.stack(branches), axis=0)
+    kept_branches = [v for k, v in kept.items() if k in owner]
+    if kept_branches and "ensemble" in kept:
+        kept["ensemble"] = (np.mean(np.stack(kept_branches), axis=0)
                             .astype(probs["ensemble"].dtype, copy=False))
     return kept

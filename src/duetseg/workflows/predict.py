@@ -30,6 +30,7 @@ import csv
 import dataclasses
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from duetseg.data.geometry import restore_to_original, write_like_original
 from duetseg.data.preprocess import fill_missing_modalities, preprocess_case
 from duetseg.errors import ConfigError
 from duetseg.inference.postprocess import keep_largest_component
+from duetseg.output_spec import branch_modalities
 from duetseg.progress import progress_bar
 from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
@@ -57,25 +59,29 @@ def normalised_entropy(probs: np.ndarray) -> np.ndarray:
     return np.clip(ent, 0.0, 1.0).astype(np.float32)
 
 
-def disagreement_map(probs: dict[str, np.ndarray], primary: str) -> np.ndarray:
+def disagreement_map(probs: dict[str, np.ndarray], primary: str,
+                     branches: Iterable[str] = ()) -> np.ndarray:
     """Voxel-wise disagreement in [0, 1] of one case's outputs.
 
-    Methods with two or more branch outputs (``branch_a``, ``branch_b``, ...): the largest
-    absolute difference between two branches' foreground probabilities (1 - p(background)),
-    i.e. max over pairs of |p_i - p_j| = max_i p_i - min_i p_i. Methods with a single
-    network have no branches to compare: the normalised entropy of the primary output.
+    With two or more branch outputs in ``probs``: the largest absolute difference between
+    two branches' foreground probabilities (1 - p(background)), i.e. max over pairs of
+    |p_i - p_j| = max_i p_i - min_i p_i. Otherwise (a single network, or one branch left
+    by a missing modality) there is nothing to compare: the normalised entropy of the
+    primary output.
 
     Args:
         probs: output name -> (C, X, Y, Z) probabilities.
         primary: name of the primary output.
+        branches: the method's branch outputs (``kind == "branch"`` in its ``outputs()``);
+            those absent from ``probs`` are ignored.
 
     Returns:
         (X, Y, Z) float32 map.
     """
-    branches = [v for k, v in sorted(probs.items()) if k.startswith("branch_")]
-    if len(branches) < 2:
+    present = [probs[k] for k in sorted(set(branches)) if k in probs]
+    if len(present) < 2:
         return normalised_entropy(probs[primary])
-    fg = np.stack([1.0 - b[0] for b in branches])
+    fg = np.stack([1.0 - b[0] for b in present])
     return np.clip(fg.max(0) - fg.min(0), 0.0, 1.0).astype(np.float32)
 
 
@@ -120,8 +126,9 @@ def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: b
     props = case.properties
     primary = run.method.primary_output
     present = [m for m in modalities if m in spec.images]
+    branches = branch_modalities(run.method.outputs())
     cached = present_outputs(predict_probabilities(run, case.image, tta_flip=tta_flip or None),
-                             modalities, present)
+                             modalities, present, branches)
     probs = {k: restore_to_original(v, props, is_label=False) for k, v in cached.items()}
     del cached
     mask = probs[primary].argmax(0).astype(np.uint8)
@@ -132,7 +139,7 @@ def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: b
         region |= p.argmax(0) > 0
     if largest_component:
         mask = keep_largest_component(mask)
-    dis = disagreement_map(probs, primary)
+    dis = disagreement_map(probs, primary, branches)
     ent = normalised_entropy(probs[primary])
     if save_probabilities:
         write_like_original(probs[primary], props, out_dir / f"{spec.case}_prob.nii.gz",

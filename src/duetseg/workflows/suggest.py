@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +40,15 @@ SUGGEST_COLUMNS = ("rank", "case", "disagreement", "entropy", "foreground_voxels
                    "volume_ml")
 
 
-def score_case(probs: dict[str, np.ndarray], primary: str,
-               voxel_ml: float) -> dict[str, float]:
+def score_case(probs: dict[str, np.ndarray], primary: str, voxel_ml: float,
+               branches: Iterable[str] = ()) -> dict[str, float]:
     """Trust scores of one case from its outputs' probabilities.
 
     Args:
         probs: output name -> (C, X, Y, Z) probabilities.
         primary: the run's primary output.
         voxel_ml: volume of one voxel in millilitres.
+        branches: the method's branch outputs (see :func:`disagreement_map`).
 
     Returns:
         ``disagreement``, ``entropy``, ``foreground_voxels``, ``volume_ml``.
@@ -58,7 +60,7 @@ def score_case(probs: dict[str, np.ndarray], primary: str,
     if not union.any():
         return {"disagreement": 0.0, "entropy": 0.0, "foreground_voxels": 0,
                 "volume_ml": 0.0}
-    disagreement = float(disagreement_map(probs, primary)[union].mean())
+    disagreement = float(disagreement_map(probs, primary, branches)[union].mean())
     entropy = float(normalised_entropy(probs[primary])[union].mean())
     return {"disagreement": disagreement, "entropy": entropy,
             "foreground_voxels": fg_voxels, "volume_ml": fg_voxels * voxel_ml}
@@ -86,13 +88,14 @@ def suggest_cases(run_dir: Path, checkpoint: str = "last", device: str = "auto",
     if not cases:
         raise ConfigError(f"{run_dir} has no unlabelled training case to suggest")
     primary = run.method.primary_output
+    branches = [o.name for o in run.method.outputs() if o.kind == "branch"]
     rows = []
     for case in progress_bar(cases, desc="suggest", disable=not progress):
         props = run.cache.properties(case)
         spacing = props.get("spacing_after_resampling") or props.get("original_spacing")
         voxel_ml = float(np.prod(spacing)) / 1000.0 if spacing else math.nan
         probs = predict_probabilities(run, run.cache.load_image(case))
-        rows.append({"case": case, **score_case(probs, primary, voxel_ml)})
+        rows.append({"case": case, **score_case(probs, primary, voxel_ml, branches)})
     rows.sort(key=lambda r: (-r["disagreement"], -r["entropy"], r["case"]))
     return [{"rank": i, **row} for i, row in enumerate(rows, 1)]
 
