@@ -139,5 +139,8 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                      f"{' ' + tag if tag else ''}",
                      f"python benchmarks/real_brats.py --cv {folds} --labeled {labeled} "
                      f"--iterations {iterations} --methods {' '.join(variants)} --summarize "
+                     + ("" if fold_ids == list(range(folds))
+                        else f"--folds {' '.join(map(str, fold_ids))} ")
+                     + f"
                      f"--baseline {baseline}" + (f" --tag {tag}" if tag else ""),
                      table1 + "\n\n" + gain, notes=notes)
