@@ -141,6 +141,5 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                      f"--iterations {iterations} --methods {' '.join(variants)} --summarize "
                      + ("" if fold_ids == list(range(folds))
                         else f"--folds {' '.join(map(str, fold_ids))} ")
-                     + f"
-                     f"--baseline {baseline}" + (f" --tag {tag}" if tag else ""),
+                     + f"--baseline {baseline}" + (f" --tag {tag}" if tag else ""),
                      table1 + "\n\n" + gain, notes=notes)
