@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from _cli import cli_error_line
+from _tiny import one_thread  # noqa: F401  (autouse fixture)
 
 import duetseg.training.trainer as trainer_mod
 from duetseg.config import PrepareConfig, load_config
@@ -37,15 +38,6 @@ TINY = {
     "train.num_workers": 0, "train.device": "cpu", "train.log_every": 1,
     "inference.sw_batch_size": 4,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """In-process training on one thread: much faster on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _overrides(**over) -> list[str]:

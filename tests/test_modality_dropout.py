@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 from _nifti import LPS, RAS, head_image, write_nifti
+from _tiny import one_thread, tiny_cache  # noqa: F401  (one_thread: autouse fixture)
 
-from duetseg.config import MethodConfig, ModelConfig, PrepareConfig, load_config
+from duetseg.config import MethodConfig, ModelConfig, load_config
 from duetseg.data.discovery import discover_cases
 from duetseg.data.geometry import restore_to_original
-from duetseg.data.prepare import prepare_dataset
 from duetseg.data.preprocess import fill_missing_modalities, preprocess_case
 from duetseg.data.sampling import TwoStreamBatches
-from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError, InputError
 from duetseg.methods import MethodContext, build_method
 from duetseg.methods.losses import (
@@ -35,15 +34,6 @@ from duetseg.workflows.missing import present_outputs
 from duetseg.workflows.predict import CSV_COLUMNS, normalised_entropy, predict_folder
 
 CROP = (12, 12, 8)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """In-process training on one thread: faster on a busy machine, reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- sampling
@@ -274,9 +264,7 @@ def _train(cache, out, **over):
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     root = tmp_path_factory.mktemp("md")
-    raw = make_synthetic_dataset(root / "raw", n_cases=5, shape=(24, 24, 20), seed=1)
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    return prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+    return tiny_cache(root)
 
 
 @pytest.fixture(scope="module")

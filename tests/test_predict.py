@@ -8,12 +8,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 from _nifti import LPS, RAS, head_image, write_nifti
+from _tiny import tiny_cache
 from scipy import ndimage
 
 from duetseg.cli import main
-from duetseg.config import PrepareConfig, load_config
-from duetseg.data.prepare import prepare_dataset
-from duetseg.data.synthetic import make_synthetic_dataset
+from duetseg.config import load_config
 from duetseg.errors import ConfigError, InputError
 from duetseg.inference.postprocess import keep_largest_component
 from duetseg.training import train
@@ -46,9 +45,7 @@ def _train(cache, out, **over):
 def runs(tmp_path_factory):
     """A dual-branch run (ours) and a single-network run, both tiny and barely trained."""
     root = tmp_path_factory.mktemp("predict")
-    raw = make_synthetic_dataset(root / "raw", n_cases=5, shape=(24, 24, 20), seed=1)
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    cache = prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+    cache = tiny_cache(root)
     return {
         "ours": _train(cache, root / "ours"),
         "single": _train(cache, root / "single", **{"method.name": "supervised",

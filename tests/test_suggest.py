@@ -8,12 +8,11 @@ import json
 import numpy as np
 import pytest
 from _cli import cli_error_line
+from _tiny import tiny_cache
 
 from duetseg.cli import main
-from duetseg.config import PrepareConfig, load_config
-from duetseg.data.prepare import prepare_dataset
+from duetseg.config import load_config
 from duetseg.data.splits import load_splits
-from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.training import train
 from duetseg.workflows.suggest import SUGGEST_COLUMNS, score_case, suggest_cases
 
@@ -49,9 +48,7 @@ def test_single_network_score_is_the_entropy():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("suggest")
-    raw = make_synthetic_dataset(root / "raw", n_cases=6, shape=(24, 24, 20), seed=2)
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    cache = prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+    cache = tiny_cache(root, n_cases=6, seed=2)
     over = {"cache": str(cache.root), "splits.labeled": 1, "splits.val": 0, "splits.test": 1,
             "model.base_width": 2, "model.dropout": 0.0, "train.crop_size": [16, 16, 16],
             "train.num_workers": 0, "train.max_iterations": 2, "train.val_every": 2,
