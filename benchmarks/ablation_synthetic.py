@@ -25,11 +25,11 @@ from duetseg.run.layout import RunDir
 from duetseg.workflows.experiment import GridConfig, run_grid
 
 VARIANTS = {
-    "baseline": ["model.fusion=none", "model.mae=false", "method.mcml=false"],
-    "mmf": ["model.fusion=gate_residual", "model.mae=false", "method.mcml=false"],
-    "mmf_mae": ["model.fusion=gate_residual", "model.mae=true", "method.mcml=false"],
-    "mmf_mcml": ["model.fusion=gate_residual", "model.mae=false", "method.mcml=true"],
-    "full": ["model.fusion=gate_residual", "model.mae=true", "method.mcml=true"],
+    "baseline": ["model.fusion=none", "model.mae=false", "method.options.mcml=false"],
+    "mmf": ["model.fusion=gate_residual", "model.mae=false", "method.options.mcml=false"],
+    "mmf_mae": ["model.fusion=gate_residual", "model.mae=true", "method.options.mcml=false"],
+    "mmf_mcml": ["model.fusion=gate_residual", "model.mae=false", "method.options.mcml=true"],
+    "full": ["model.fusion=gate_residual", "model.mae=true", "method.options.mcml=true"],
 }
 
 

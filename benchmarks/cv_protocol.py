@@ -36,6 +36,10 @@ __all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "prepare_cache"]
 
 W0 = ["method.consistency_weight=0"]
 ALL = ["model.branch_input=all"]
+# two independent networks that each read both modalities (no MMF, no MAE)
+INDEP = ALL + ["model.fusion=none", "model.mae=false"]
+CPS = ["method.options.consistency=cross_pseudo"]
+SG = ["method.options.cross_branch_grad=false"]
 
 # name -> (method, overrides, normalisation scheme of the cache)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
@@ -51,9 +55,16 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # consistency target
     "ours_conf": ("ours", ["method.options.consistency=confident_teacher"], "minmax"),
     "ours_hard": ("ours", ["method.options.consistency=hard_pseudo"], "minmax"),
+    "ours_cps": ("ours", CPS, "minmax"),
+    # each branch's consistency loss moves that branch only (detached MMF gates)
+    "ours_sg": ("ours", SG, "minmax"),
+    "ours_sg_cps": ("ours", SG + CPS, "minmax"),
     "ours_all_conf": ("ours", ALL + ["method.options.consistency=confident_teacher"],
                       "minmax"),
     # fusion, ramp-up, dropout
+    "ours_indep": ("ours", INDEP, "minmax"),
+    "ours_indep_w0": ("ours", INDEP + W0, "minmax"),
+    "ours_indep_cps": ("ours", INDEP + CPS, "minmax"),
     "ours_add": ("ours", ["model.fusion=add"], "minmax"),
     "ours_add_w0": ("ours", ["model.fusion=add", *W0], "minmax"),
     "ours_ramp0": ("ours", ["method.rampup_fraction=0"], "minmax"),
@@ -115,7 +126,8 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
 
 
 def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
-                 iterations: int, tag: str, seed: int, baseline: str) -> None:
+                 iterations: int, tag: str, seed: int, baseline: str,
+                 collapse: bool = False) -> None:
     """Report the finished runs of the protocol and append the gain table to BENCHMARKS.md."""
     from common import append_benchmark
 
@@ -128,6 +140,12 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
     out = make_report(done, root.parent / f"report_{root.name}", baseline=baseline)
     table1 = (out.parent / "table1.md").read_text().strip()
     gain = (out.parent / "gain.md").read_text().strip()
+    if collapse:
+        from collapse_check import collapse_rows
+
+        gain += ("\n\nPredicted tumour volume on each run's unlabelled training cases "
+                 "(collapse check, `benchmarks/collapse_check.py`):\n\n"
+                 + "\n".join(collapse_rows(done)))
     notes = (f"{folds}-fold cross-validation over the 15 brats-dev cases (folds run: "
              f"{fold_ids}), {labeled} labelled per fold (seeded), the rest of the fold's "
              f"training cases unlabelled, no validation split, last checkpoint; cpu_small "
@@ -141,5 +159,6 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                      f"--iterations {iterations} --methods {' '.join(variants)} --summarize "
                      + ("" if fold_ids == list(range(folds))
                         else f"--folds {' '.join(map(str, fold_ids))} ")
-                     + f"--baseline {baseline}" + (f" --tag {tag}" if tag else ""),
+                     + f"--baseline {baseline}" + (f" --tag {tag}" if tag else "")
+                     + (" --collapse" if collapse else ""),
                      table1 + "\n\n" + gain, notes=notes)

@@ -69,6 +69,8 @@ def main() -> None:
     parser.add_argument("--summarize", action="store_true",
                         help="with --cv: report the finished runs, no training")
     parser.add_argument("--baseline", default="ours_w0", help="with --cv --summarize")
+    parser.add_argument("--collapse", action="store_true",
+                        help="with --cv --summarize: add the unlabelled-volume collapse check")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,7 +78,7 @@ def main() -> None:
         folds = args.folds if args.folds is not None else list(range(args.cv))
         if args.summarize:
             summarize_cv(args.methods, args.cv, folds, args.labeled, args.iterations,
-                         args.tag, args.seed, args.baseline)
+                         args.tag, args.seed, args.baseline, args.collapse)
         else:
             run_cv(args.methods, args.cv, folds, args.labeled, args.iterations, args.set,
                    args.tag, args.seed)

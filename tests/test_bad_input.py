@@ -351,21 +351,14 @@ def test_cli_names_case_and_file_in_one_line(tmp_path, capsys, fault, expected):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, synthetic_cache, one_thread):
     """Two tiny runs on one cache of T1ce + T2: ``ours`` and ``supervised`` (2 iterations)."""
-    import torch
-
     from duetseg.config import load_config
-    from duetseg.data.synthetic import make_synthetic_dataset
     from duetseg.training import train
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # much faster on a busy 2-core machine
     root = tmp_path_factory.mktemp("runs")
-    raw = make_synthetic_dataset(root / "raw", n_cases=5, shape=(24, 24, 20), seed=4,
-                                 modalities=("t1ce", "t2", "flair"))
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    cache = prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+    cache = synthetic_cache(root, seed=4, raw_modalities=("t1ce", "t2", "flair"))
+    raw = root / "raw"
     base = {
         "cache": str(cache.root), "splits.labeled": 2, "splits.val": 1, "splits.test": 1,
         "model.base_width": 2, "train.crop_size": [16, 16, 16], "train.batch_size": 4,
@@ -379,8 +372,7 @@ def runs(tmp_path_factory):
                                    {**base, "method.name": name}.items()])
         train(cfg, root / name, progress=False)
         out[name] = root / name
-    yield out
-    torch.set_num_threads(threads)
+    return out
 
 
 def _clone(runs: dict, tmp_path: Path) -> tuple[Path, Path]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from duetseg.config import Config, list_presets, load_config
+from duetseg.config import Config, MethodConfig, list_presets, load_config
 from duetseg.errors import ConfigError
 
 
@@ -61,8 +61,19 @@ def test_config_round_trips_through_yaml(tmp_path):
     assert load_config(path) == cfg
 
 
+def test_legacy_method_mcml_becomes_an_option_of_ours(tmp_path):
+    """Configs written before ``mcml`` moved into ``ours``' options still load the same."""
+    assert MethodConfig(mcml=False).options == {"mcml": False}
+    assert MethodConfig(mcml=True).options == {}
+    assert MethodConfig(mcml=False, options={"mcml": True}).options == {"mcml": True}
+    old = tmp_path / "config.yaml"
+    old.write_text("method:\n  name: ours\n  mcml: false\n  options: {consistency: mse}\n")
+    assert load_config(old).method.options == {"consistency": "mse", "mcml": False}
+    assert load_config("demo", ["method.mcml=false"]).method.options["mcml"] is False
+
+
 def test_ablation_presets_extend_the_paper_setting():
-    flags = {name: (c.model.fusion, c.model.mae, c.method.mcml) for name, c in
+    flags = {name: (c.model.fusion, c.model.mae, c.method.options["mcml"]) for name, c in
              ((n, load_config(n)) for n in list_presets() if n.startswith("ablation_"))}
     assert flags == {
         "ablation_baseline": ("none", False, False),
@@ -82,16 +93,19 @@ def test_circular_extends_is_an_error(tmp_path):
 
 
 def test_paper_preset_pins_the_paper_model_and_objective():
-    from duetseg.config import MethodConfig, ModelConfig
+    from duetseg.config import ModelConfig
 
     cfg = load_config("paper")
     brats = load_config("brats19")
     assert cfg.model == brats.model == ModelConfig(base_width=16)  # today's defaults
     assert (cfg.model.branch_input, cfg.model.fusion, cfg.model.dropout) == ("own",
                                                                             "gate_residual", 0.5)
-    assert cfg.method.options == {"consistency": "mse"}
+    assert cfg.method.options == {"consistency": "mse", "mcml": True}
     assert cfg.method.consistency_weight == 1.0 and cfg.method.rampup_fraction == 0.5
     assert cfg.train == brats.train and cfg.method != MethodConfig()
+    assert (cfg.inference.mode, cfg.inference.overlap, cfg.inference.blend) == (
+        "sliding", 0.33, "constant")
+    assert brats.inference.overlap == 0.0
 
 
 def test_obsolete_backbone_key_of_old_runs(tmp_path):

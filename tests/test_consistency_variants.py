@@ -8,7 +8,13 @@ import torch
 from duetseg.config import MethodConfig, ModelConfig
 from duetseg.errors import ConfigError
 from duetseg.methods import MethodContext, build_method
-from duetseg.methods.losses import confident_teacher_mse, cross_branch_mse, hard_pseudo_ce
+from duetseg.methods.losses import (
+    SupervisedLoss,
+    confident_teacher_mse,
+    cross_branch_mse,
+    cross_pseudo_supervision,
+    hard_pseudo_ce,
+)
 
 
 def _probs(values: list[list[float]]) -> torch.Tensor:
@@ -50,12 +56,35 @@ def test_hard_pseudo_labels_are_masked_by_confidence():
     assert hard_pseudo_ce([la, lb], threshold=0.99).item() < loss.item()
 
 
+def test_cross_pseudo_supervision_weighs_a_small_pseudo_foreground():
+    """One branch sees a 1-voxel tumour the other misses: CPS pulls hard towards it, MSE barely."""
+    size = 8 ** 3
+    fg_a = torch.full((1, size), 0.02)
+    fg_a[0, 0] = 0.95  # branch a sees the tumour voxel
+    fg_b = torch.full((1, size), 0.02)  # branch b sees nothing
+    la = torch.log(torch.stack([1 - fg_a, fg_a], 1)).requires_grad_(True)
+    lb = torch.log(torch.stack([1 - fg_b, fg_b], 1)).requires_grad_(True)
+    loss = cross_pseudo_supervision([la, lb], SupervisedLoss())
+    ga, gb = torch.autograd.grad(loss, [la, lb])
+    # b is taught a's tumour voxel: its foreground logit there is pushed up, strongly
+    assert gb[0, 1, 0] < 0 and gb[0, 1, 0].abs() > 20 * gb[0, 1, 1].abs()
+    # a is taught "no tumour" by b, and the Dice part makes that gradient count too
+    assert ga[0, 1, 0] > 0
+    pa, pb = torch.softmax(la, 1), torch.softmax(lb, 1)
+    mse_grad = torch.autograd.grad(cross_branch_mse([pa, pb]), [lb])[0]
+    assert gb[0, 1, 0].abs() > 20 * mse_grad[0, 1, 0].abs()
+    # identical confident branches: only the supervised loss of their own argmax is left
+    same = cross_pseudo_supervision([la.detach(), la.detach()], SupervisedLoss())
+    assert same.item() < loss.item()
+
+
 def _ctx(**options) -> MethodContext:
     return MethodContext(("t1ce", "t2"), 2, ModelConfig(base_width=4, dropout=0.0),
                          MethodConfig(name="ours", options=options), 100)
 
 
-@pytest.mark.parametrize("consistency", ["mse", "confident_teacher", "hard_pseudo"])
+@pytest.mark.parametrize("consistency",
+                         ["mse", "confident_teacher", "hard_pseudo", "cross_pseudo"])
 def test_ours_consistency_options_train(consistency):
     torch.manual_seed(0)
     method = build_method(_ctx(consistency=consistency))
@@ -64,6 +93,46 @@ def test_ours_consistency_options_train(consistency):
     losses = method.training_losses(image, label, iteration=99)
     assert torch.isfinite(losses["loss"]) and "unsup" in losses
     losses["loss"].backward()
+
+
+def test_detached_gates_keep_values_and_stop_cross_branch_gradients():
+    from duetseg.models.duetnet import DuetNet
+
+    torch.manual_seed(0)
+    net = DuetNet(2, 2, base_width=4, dropout=0.0).eval()
+    x = torch.rand(4, 2, 16, 16, 16)
+    plain, detached = net(x), net(x, detach_gates_from=2)
+    for a, b in zip(plain, detached, strict=True):
+        assert torch.equal(a, b)
+
+    def grad_of_branch_b_params(out: list[torch.Tensor], rows: slice) -> float:
+        net.zero_grad()
+        out[0][rows].sum().backward()  # a loss on branch a's output only
+        return sum(float(p.grad.abs().sum()) for p in net.encoders[1].parameters()
+                   if p.grad is not None)
+
+    assert grad_of_branch_b_params(net(x), slice(2, 4)) > 0  # through the gates
+    assert grad_of_branch_b_params(net(x, detach_gates_from=2), slice(2, 4)) == 0
+    assert grad_of_branch_b_params(net(x, detach_gates_from=2), slice(0, 2)) > 0
+
+
+def test_ours_without_cross_branch_grad_detaches_only_the_unlabelled_rows(monkeypatch):
+    method = build_method(_ctx(cross_branch_grad=False))
+    seen = []
+    forward = method.net.forward
+    monkeypatch.setattr(method.net, "forward",
+                        lambda x, detach_gates_from=None: seen.append(detach_gates_from)
+                        or forward(x, detach_gates_from))
+    image, label = torch.rand(4, 2, 16, 16, 16), torch.zeros(2, 16, 16, 16, dtype=torch.long)
+    method.training_losses(image, label, iteration=50)["loss"].backward()
+    build_default = build_method(_ctx())
+    seen_default = []
+    fwd = build_default.net.forward
+    monkeypatch.setattr(build_default.net, "forward",
+                        lambda x, detach_gates_from=None: seen_default.append(detach_gates_from)
+                        or fwd(x, detach_gates_from))
+    build_default.training_losses(image, label, iteration=50)
+    assert seen == [2] and seen_default == [None]
 
 
 def test_unknown_consistency_is_a_config_error():

@@ -17,17 +17,16 @@ import numpy as np
 import pytest
 import torch
 from _cli import cli_error_line
-from _tiny import one_thread  # noqa: F401  (autouse fixture)
 
 import duetseg.training.trainer as trainer_mod
 from duetseg.config import PrepareConfig, load_config
-from duetseg.data.prepare import prepare_dataset
-from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.run.checkpoint import load_checkpoint
 from duetseg.run.config import load_run_config
 from duetseg.training import train
 from duetseg.workflows.predict import predict_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PREP = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
 # one thread: the runs to compare bit for bit use the same arithmetic order
@@ -49,11 +48,10 @@ def _tmp_files(root: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, synthetic_cache):
     root = tmp_path_factory.mktemp("crash")
-    raw = make_synthetic_dataset(root / "raw", n_cases=40, shape=(32, 32, 24), seed=2)
-    cache = prepare_dataset(raw, root / "cache", PREP, num_workers=1, progress=False)
-    return root, raw, cache
+    cache = synthetic_cache(root, n_cases=40, shape=(32, 32, 24), seed=2)
+    return root, root / "raw", cache
 
 
 @pytest.fixture(scope="module")

@@ -129,15 +129,9 @@ def _worker(cache_root: str, out: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def launched(tmp_path_factory):
-    from duetseg.config import PrepareConfig
-    from duetseg.data.prepare import prepare_dataset
-    from duetseg.data.synthetic import make_synthetic_dataset
-
+def launched(tmp_path_factory, synthetic_cache):
     root = tmp_path_factory.mktemp("ddp")
-    raw = make_synthetic_dataset(root / "raw", n_cases=8, shape=(32, 24, 20), seed=3)
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    cache = prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+    cache = synthetic_cache(root, n_cases=8, shape=(32, 24, 20), seed=3)
     out = root / "out"
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -11,9 +11,6 @@ import pytest
 import yaml
 
 from duetseg.cli import main
-from duetseg.config import PrepareConfig
-from duetseg.data.prepare import prepare_dataset
-from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError
 from duetseg.workflows import experiment, parallel
 from duetseg.workflows.experiment import load_grid, plan_grid
@@ -132,10 +129,9 @@ TINY = {
 }
 
 
-def test_two_runs_in_parallel_a_failing_one_is_reported_and_reruns_skip(tmp_path, capsys):
-    raw = make_synthetic_dataset(tmp_path / "raw", n_cases=5, shape=(24, 24, 20), seed=1)
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    prepare_dataset(raw, tmp_path / "cache", prep, num_workers=1, progress=False)
+def test_two_runs_in_parallel_a_failing_one_is_reported_and_reruns_skip(tmp_path, capsys,
+                                                                         synthetic_cache):
+    synthetic_cache(tmp_path)
     grid = {
         "cache": "cache", "base": "demo", "out": "runs", "methods": ["ours", "supervised"],
         "labeled": [2], "seeds": [0], "checkpoint": "last",

@@ -81,7 +81,7 @@ def test_ours_losses_and_weight():
 
 
 def test_ours_without_mcml_uses_labelled_crops_only():
-    method = build_method(_ctx(mcml=False))
+    method = build_method(_ctx(options={"mcml": False}))
     assert method.uses_unlabeled is False
     losses = method.training_losses(torch.rand(2, 2, 16, 16, 16),
                                     torch.zeros(2, 16, 16, 16, dtype=torch.long), 0)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from _nifti import LPS, RAS, head_image, write_nifti
-from _tiny import one_thread, tiny_cache  # noqa: F401  (one_thread: autouse fixture)
 
 from duetseg.config import MethodConfig, ModelConfig, load_config
 from duetseg.data.discovery import discover_cases
@@ -32,6 +31,8 @@ from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.training import train
 from duetseg.workflows.missing import present_outputs
 from duetseg.workflows.predict import CSV_COLUMNS, normalised_entropy, predict_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CROP = (12, 12, 8)
 
@@ -262,9 +263,8 @@ def _train(cache, out, **over):
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("md")
-    return tiny_cache(root)
+def cache(tmp_path_factory, synthetic_cache):
+    return synthetic_cache(tmp_path_factory.mktemp("md"))
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from duetseg.config import PrepareConfig, load_config
-from duetseg.data.prepare import prepare_dataset
-from duetseg.data.synthetic import make_synthetic_dataset
+from duetseg.config import load_config
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 from duetseg.workflows.predict import predict_folder
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    raw = make_synthetic_dataset(root / "raw", n_cases=10, shape=(48, 48, 32), seed=3)
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    return prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+def cache(tmp_path_factory, synthetic_cache):
+    return synthetic_cache(tmp_path_factory.mktemp("pipeline"), n_cases=10, shape=(48, 48, 32),
+                           seed=3)
 
 
 def _cfg(cache, **over):
@@ -29,7 +25,7 @@ def _cfg(cache, **over):
         "model.base_width": 4, "model.dropout": 0.0, "train.crop_size": [32, 32, 16],
         "train.batch_size": 4, "train.labeled_bs": 2, "train.num_workers": 0,
         "train.foreground_prob": 0.5, "train.log_every": 1, "method.rampup_fraction": 0.2,
-        "inference.sw_batch_size": 4,
+        "inference.sw_batch_size": 4, "inference.mode": "sliding",
     }
     base.update(over)
     return load_config("demo", [f"{k}={json.dumps(v)}" for k, v in base.items()])

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from duetseg.config import MethodConfig, ModelConfig, load_config
-from duetseg.data.prepare import prepare_dataset
-from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.inference import predict_volume
 from duetseg.methods import MethodContext, build_method
 from duetseg.precision import (
@@ -76,12 +74,36 @@ def test_whole_volume_equals_one_window_and_handles_odd_sizes():
         predict_volume(method.output_probabilities, odd, (16, 16, 16), mode="tiles")
 
 
-def test_training_switches_are_wired(tmp_path, monkeypatch):
-    raw = make_synthetic_dataset(tmp_path / "raw", n_cases=4, shape=(32, 32, 32), seed=1)
-    from duetseg.config import PrepareConfig
+def test_auto_mode_is_one_pass_up_to_the_voxel_budget_then_windows():
+    from duetseg.config import InferenceConfig
+    from duetseg.inference.sliding import WHOLE_MAX_VOXELS, resolve_mode
 
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-    cache = prepare_dataset(raw, tmp_path / "cache", prep, num_workers=1, progress=False)
+    assert InferenceConfig().mode == "sliding" and InferenceConfig().overlap == 0.0
+    assert InferenceConfig().whole_max_voxels == WHOLE_MAX_VOXELS
+    # padded to multiples of 16: 37 x 21 x 29 -> 48 x 32 x 32 = 49152 voxels
+    assert resolve_mode("auto", (37, 21, 29), max_voxels=49152) == "whole"
+    assert resolve_mode("auto", (37, 21, 29), max_voxels=49151) == "sliding"
+    assert resolve_mode("auto", (144, 171, 133)) == "whole"  # a brain-cropped 1 mm case
+    assert resolve_mode("auto", (512, 512, 300)) == "sliding"  # a body CT
+    assert resolve_mode("sliding", (8, 8, 8)) == "sliding"
+    with pytest.raises(ValueError, match="unknown inference mode"):
+        resolve_mode("tiles", (8, 8, 8))
+    method = _method()
+    image = np.random.default_rng(2).random((2, 37, 21, 29)).astype(np.float32)
+    kw = {"overlap": 0.5, "blend": "gaussian", "sw_batch_size": 2}
+    pred = method.output_probabilities
+    ref = {m: predict_volume(pred, image, (16, 16, 16), mode=m, **kw)
+           for m in ("sliding", "whole")}
+    for budget, expected in ((49152, "whole"), (1000, "sliding")):
+        out = predict_volume(pred, image, (16, 16, 16), mode="auto",
+                             whole_max_voxels=budget, **kw)
+        for key in out:
+            np.testing.assert_array_equal(out[key], ref[expected][key])
+    assert not np.allclose(ref["whole"]["ensemble"], ref["sliding"]["ensemble"])
+
+
+def test_training_switches_are_wired(tmp_path, monkeypatch, synthetic_cache):
+    cache = synthetic_cache(tmp_path, n_cases=4, shape=(32, 32, 32))
     compiled = []
 
     def fake_compile(fn, **kwargs):

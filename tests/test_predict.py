@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from _nifti import LPS, RAS, head_image, write_nifti
-from _tiny import tiny_cache
 from scipy import ndimage
 
 from duetseg.cli import main
@@ -42,10 +41,10 @@ def _train(cache, out, **over):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, synthetic_cache):
     """A dual-branch run (ours) and a single-network run, both tiny and barely trained."""
     root = tmp_path_factory.mktemp("predict")
-    cache = tiny_cache(root)
+    cache = synthetic_cache(root)
     return {
         "ours": _train(cache, root / "ours"),
         "single": _train(cache, root / "single", **{"method.name": "supervised",

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from _cli import cli_error_line
-from _tiny import tiny_cache
 
 from duetseg.cli import main
 from duetseg.config import load_config
@@ -46,9 +45,9 @@ def test_single_network_score_is_the_entropy():
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, synthetic_cache):
     root = tmp_path_factory.mktemp("suggest")
-    cache = tiny_cache(root, n_cases=6, seed=2)
+    cache = synthetic_cache(root, n_cases=6, seed=2)
     over = {"cache": str(cache.root), "splits.labeled": 1, "splits.val": 0, "splits.test": 1,
             "model.base_width": 2, "model.dropout": 0.0, "train.crop_size": [16, 16, 16],
             "train.num_workers": 0, "train.max_iterations": 2, "train.val_every": 2,

@@ -203,8 +203,23 @@ class MethodConfig(StrictModel):
     # Fraction of training over which the unsupervised weight ramps up; 0 disables the ramp,
     # None takes the method's default (0.5 = SSL4MIS's 200 x 150 of 60k iterations).
     rampup_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
-    mcml: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_legacy_mcml(cls, data: Any) -> Any:
+        """Read the obsolete ``method.mcml`` (configs before it became an option of ``ours``).
+
+        ``mcml: false`` becomes ``options.mcml: false`` (``ours``' option); ``mcml: true``
+        was the default and is dropped. An explicit ``options.mcml`` wins.
+        """
+        if isinstance(data, dict) and "mcml" in data:
+            data = dict(data)
+            if data.pop("mcml") in (False, "false", "False", 0):
+                options = dict(data.get("options") or {})
+                options.setdefault("mcml", False)
+                data["options"] = options
+        return data
 
 
 class TrainConfig(StrictModel):
@@ -248,13 +263,21 @@ class InferenceConfig(StrictModel):
     """Sliding-window inference."""
 
     roi_size: Triple | None = None  # None: the training crop size
-    overlap: float = Field(default=0.5, ge=0.0, lt=1.0)
+    # 0: the fewest windows that cover the volume (MONAI then shifts the last window of an
+    # axis back, so windows still overlap where the size is not a multiple of the window);
+    # 1.74x faster than the research-code loop at stride 2/3 and as accurate as 0.5 on real
+    # runs (BENCHMARKS.md "Default inference path"). The paper's protocol: preset `paper`.
+    overlap: float = Field(default=0.0, ge=0.0, lt=1.0)
     blend: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(default=2, ge=1)
     tta_flip: bool = False
     # "whole": one pass over the cropped volume padded to a multiple of 16 (no overlapping
-    # windows; falls back to sliding windows when CUDA runs out of memory).
-    mode: Literal["sliding", "whole"] = "sliding"
+    # windows; falls back to sliding windows when CUDA runs out of memory). "auto": whole
+    # when the padded volume has at most whole_max_voxels voxels, else sliding windows.
+    # Not the default: a network trained on crops can read the crop border as a position
+    # cue, and one pass lost accuracy on the synthetic test data (BENCHMARKS.md).
+    mode: Literal["auto", "sliding", "whole"] = "sliding"
+    whole_max_voxels: int = Field(default=8_000_000, ge=1)
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     # keep only the largest connected component of each foreground class (in the
     # original geometry, after argmax); used by evaluate and predict

@@ -12,13 +12,44 @@ from monai.inferers import sliding_window_inference
 
 from duetseg.precision import autocast_context
 
-__all__ = ["Predictor", "INPUT_MULTIPLE", "predict_volume", "predict_with_config"]
+__all__ = ["Predictor", "INPUT_MULTIPLE", "INFERENCE_MODES", "WHOLE_MAX_VOXELS",
+           "resolve_mode", "predict_volume", "predict_with_config"]
 
 Predictor = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 # Every network here downsamples four times by 2, so a whole-volume pass needs sizes that
 # are multiples of 16 for the decoder's skip connections to line up.
 INPUT_MULTIPLE = 16
+
+INFERENCE_MODES: tuple[str, ...] = ("auto", "sliding", "whole")
+# ``auto`` predicts a volume in one pass when its padded size is at most this many voxels
+# (about 200^3: a brain-cropped 1 mm BraTS case is 3.5 M); bigger volumes (whole-body CT)
+# go by windows. One pass is the fastest on CPU (2.9x the research-code window loop) but not
+# the default: see ``InferenceConfig.mode``.
+WHOLE_MAX_VOXELS = 8_000_000
+
+
+def resolve_mode(mode: str, spatial_shape: Sequence[int],
+                 max_voxels: int = WHOLE_MAX_VOXELS) -> str:
+    """``sliding`` or ``whole`` for a volume: ``auto`` picks whole when the padded volume fits.
+
+    Args:
+        mode: ``auto``, ``sliding`` or ``whole``.
+        spatial_shape: the volume's (X, Y, Z).
+        max_voxels: largest padded volume ``auto`` predicts in one pass.
+
+    Returns:
+        ``sliding`` or ``whole``.
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode not in INFERENCE_MODES:
+        raise ValueError(f"unknown inference mode {mode!r} ({' | '.join(INFERENCE_MODES)})")
+    if mode != "auto":
+        return mode
+    padded = int(np.prod([n + (-n) % INPUT_MULTIPLE for n in spatial_shape]))
+    return "whole" if padded <= max_voxels else "sliding"
 
 
 def _flip_dims(spatial_dims: int = 3) -> list[tuple[int, ...]]:
@@ -47,6 +78,7 @@ def predict_volume(
     tta_flip: bool = False,
     mode: str = "sliding",
     amp: str = "none",
+    whole_max_voxels: int = WHOLE_MAX_VOXELS,
 ) -> dict[str, np.ndarray]:
     """Predict class probabilities of every output for one volume.
 
@@ -60,9 +92,11 @@ def predict_volume(
         sw_batch_size: windows per forward pass (batched, all on ``device``).
         device: where the network runs.
         tta_flip: also average over flips along each spatial axis.
-        mode: ``sliding`` (windows of ``roi_size``) or ``whole`` (one pass over the volume
-            padded to a multiple of 16; falls back to sliding when CUDA runs out of memory).
+        mode: ``sliding`` (windows of ``roi_size``), ``whole`` (one pass over the volume
+            padded to a multiple of 16; falls back to sliding when CUDA runs out of memory)
+            or ``auto`` (whole up to ``whole_max_voxels`` padded voxels, else sliding).
         amp: ``none``, ``bf16`` or ``auto`` (bf16 autocast on CUDA, float32 on CPU).
+        whole_max_voxels: see ``mode``.
 
     Returns:
         Output name -> (classes, X, Y, Z) float32 probabilities.
@@ -70,8 +104,7 @@ def predict_volume(
     Raises:
         ValueError: an unknown mode.
     """
-    if mode not in ("sliding", "whole"):
-        raise ValueError(f"unknown inference mode {mode!r} (sliding | whole)")
+    mode = resolve_mode(mode, image.shape[1:], whole_max_voxels)
     device = torch.device(device)
     x = torch.from_numpy(np.array(image, dtype=np.float32))[None].to(device)
 
@@ -125,5 +158,5 @@ def predict_with_config(predictor: Predictor, image: np.ndarray, roi_size: Seque
         predictor, image, roi_size, overlap=infer.overlap, blend=infer.blend,
         sw_batch_size=infer.sw_batch_size, device=device,
         tta_flip=infer.tta_flip if tta_flip is None else tta_flip, mode=infer.mode,
-        amp=infer.amp,
+        amp=infer.amp, whole_max_voxels=infer.whole_max_voxels,
     )

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 __all__ = ["SupervisedLoss", "cross_branch_mse", "confident_teacher_mse", "hard_pseudo_ce",
+           "cross_pseudo_supervision",
            "graph_zero", "masked_branch_supervised", "masked_branch_consistency"]
 
 
@@ -96,6 +97,32 @@ def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float) -> torch.Tensor
         confidence, target = others.max(dim=1)
         ce = F.cross_entropy(lg, target, reduction="none")
         total = total + torch.mean(ce * (confidence >= threshold).to(ce.dtype))
+    return total
+
+
+def cross_pseudo_supervision(logits: list[torch.Tensor],
+                             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                             ) -> torch.Tensor:
+    """Cross pseudo supervision: each branch learns the others' argmax with ``loss_fn``.
+
+    Branch ``m``'s target is the argmax of the mean detached softmax of the other branches,
+    unmasked, and its loss is ``loss_fn`` (CE + Dice, like the labelled crops). Unlike a
+    voxel-averaged MSE or CE, the Dice part weighs the pseudo-foreground as much as the
+    background however small it is, so agreeing on "background everywhere" is not the
+    cheapest way down when one branch still sees a tumour.
+
+    Args:
+        logits: logits of each branch ``(B, C, ...)``, same shape.
+        loss_fn: ``(logits, target) -> scalar``, e.g. :class:`SupervisedLoss`.
+
+    Returns:
+        Scalar loss, summed over branches.
+    """
+    probs = [torch.softmax(lg.detach(), 1) for lg in logits]
+    total = logits[0].new_zeros(())
+    for m, lg in enumerate(logits):
+        others = torch.stack([q for n, q in enumerate(probs) if n != m]).mean(0)
+        total = total + loss_fn(lg, others.argmax(dim=1))
     return total
 
 

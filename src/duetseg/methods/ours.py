@@ -3,8 +3,8 @@
 Labelled crops: CE + Dice on every branch (Eq. 4). Unlabelled crops: each branch's softmax is
 pulled towards the other branch's detached softmax by MSE (Eq. 5-6). Total
 ``L_sup + alpha(t) L_unsup`` with alpha = 1 (paper) and the usual ``exp(-5(1-t)^2)`` ramp-up
-over ``method.rampup_fraction`` of training (0 disables it). ``method.mcml: false`` drops the
-unsupervised term (ablation), so only labelled crops are used.
+over ``method.rampup_fraction`` of training (0 disables it). ``method.options.mcml: false``
+drops the unsupervised term (ablation), so only labelled crops are used.
 
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
 no supervised loss on that crop (batch Dice over the crops where it is present) and takes
@@ -27,6 +27,7 @@ from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import (
     confident_teacher_mse,
     cross_branch_mse,
+    cross_pseudo_supervision,
     hard_pseudo_ce,
     masked_branch_consistency,
 )
@@ -39,9 +40,17 @@ class Ours(DualBranchMethod):
 
     ``method.options.consistency`` chooses the unsupervised term: ``mse`` (the paper: each
     branch's softmax pulled to the other's, both ways), ``confident_teacher`` (per voxel the
-    more confident branch teaches the other, :func:`confident_teacher_mse`) or
+    more confident branch teaches the other, :func:`confident_teacher_mse`),
     ``hard_pseudo`` (cross pseudo-labels masked at ``pseudo_threshold``,
-    :func:`hard_pseudo_ce`).
+    :func:`hard_pseudo_ce`) or ``cross_pseudo`` (unmasked cross pseudo-labels learnt with the
+    supervised CE + Dice, :func:`cross_pseudo_supervision`).
+
+    ``method.options.cross_branch_grad: false`` passes the unlabelled crops through detached
+    MMF gates (:meth:`DuetNet.forward` ``detach_gates_from``): the branches still see each
+    other's features, but branch m's consistency loss updates branch m alone, as between two
+    separate networks. With the gates' gradient, the two both-way terms together are the
+    gradient of one joint disagreement that the shared gates can lower for both branches at
+    once, e.g. by agreeing on background.
     """
 
     name = "ours"
@@ -49,29 +58,37 @@ class Ours(DualBranchMethod):
     default_weight = 1.0
 
     class Options(StrictModel):
-        consistency: Literal["mse", "confident_teacher", "hard_pseudo"] = "mse"
+        consistency: Literal["mse", "confident_teacher", "hard_pseudo", "cross_pseudo"] = "mse"
         pseudo_threshold: float = Field(default=0.8, ge=0.0, lt=1.0)
+        # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
+        mcml: bool = True
+        # False: the unlabelled crops go through detached MMF gates, so each branch's
+        # consistency loss moves only that branch (forward values unchanged)
+        cross_branch_grad: bool = True
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
-        self.uses_unlabeled = ctx.method.mcml
+        self.uses_unlabeled = self.options.mcml
 
     def consistency(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """The unsupervised term on the unlabelled part of the branches' logits."""
         if self.options.consistency == "hard_pseudo":
             return hard_pseudo_ce(logits, self.options.pseudo_threshold)
+        if self.options.consistency == "cross_pseudo":
+            return cross_pseudo_supervision(logits, self.sup_loss)
         probs = [torch.softmax(lg, 1) for lg in logits]
         if self.options.consistency == "confident_teacher":
             return confident_teacher_mse(probs)
         return cross_branch_mse(probs)
 
     def training_losses(self, image, label, iteration):
-        logits = self.net(image)
+        n = label.shape[0]
+        detach = None if self.options.cross_branch_grad or not self.uses_unlabeled else n
+        logits = self.net(image, detach_gates_from=detach)
         present = self.present_mask()
         sup = self.supervised(logits, label, present)
         losses = {"sup": sup}
         total = sup
-        n = label.shape[0]
         if self.uses_unlabeled and image.shape[0] > n:
             unlabelled = [lg[n:] for lg in logits]
             if present is None:

@@ -43,7 +43,7 @@ class RunRecord:
         seed: ``train.seed``.
         mmf: multi-modal fusion on (``model.fusion != "none"``).
         mae: modality-aware enhancement on (``model.mae``).
-        mcml: contrastive mutual learning on (``method.mcml`` and method ``ours``).
+        mcml: contrastive mutual learning on (method ``ours`` with ``method.options.mcml``).
         primary_output: the output scored as the method's prediction.
         rows: per-case metric rows of ``eval/<split>/metrics.csv``.
         summary: ``eval/<split>/summary.json``.
@@ -246,7 +246,7 @@ def load_run(run_dir: Path, split: str = "test") -> RunRecord:
         seed=int(cfg.train.seed),
         mmf=cfg.model.fusion != "none",
         mae=bool(cfg.model.mae),
-        mcml=bool(cfg.method.mcml) and cfg.method.name == "ours",
+        mcml=cfg.method.name == "ours" and bool(cfg.method.options.get("mcml", True)),
         primary_output=str(primary),
         rows=rows,
         summary=summary,

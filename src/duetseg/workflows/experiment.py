@@ -10,7 +10,7 @@ A grid file::
     seeds: [0, 1]
     overrides: ["train.max_iterations=1500"]
     variants:                       # optional extra named configs (e.g. the ablation)
-      baseline: ["model.fusion=none", "model.mae=false", "method.mcml=false"]
+      baseline: ["model.fusion=none", "model.mae=false", "method.options.mcml=false"]
       w0: ["method.consistency_weight=0"]   # the labelled-only control of ours
     folds: 5                        # optional: K-fold cross-validation, one run per fold
     checkpoint: last                # which checkpoint is evaluated (best | last)

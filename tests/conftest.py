@@ -1,0 +1,49 @@
+"""Fixtures shared by the test modules: tiny synthetic caches and one-thread training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+from duetseg.config import PrepareConfig
+from duetseg.data.cache import Cache
+from duetseg.data.prepare import prepare_dataset
+from duetseg.data.synthetic import make_synthetic_dataset
+
+SyntheticCacheFactory = Callable[..., Cache]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module: in-process training is much faster so on 2 busy cores.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")`` or as an argument.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache() -> SyntheticCacheFactory:
+    """Factory: write a synthetic raw dataset under ``root/raw`` and prepare ``root/cache``.
+
+    ``synthetic_cache(root, n_cases=5, shape=(24, 24, 20), seed=1, raw_modalities=None)``
+    returns the prepared T1ce + T2 whole-tumour :class:`Cache`; ``raw_modalities`` writes
+    more modalities to the raw folder than the cache uses (default: T1ce and T2 only).
+    """
+
+    def make(root: Path, n_cases: int = 5, shape: Sequence[int] = (24, 24, 20), seed: int = 1,
+             raw_modalities: Sequence[str] | None = None) -> Cache:
+        extra = {} if raw_modalities is None else {"modalities": tuple(raw_modalities)}
+        raw = make_synthetic_dataset(Path(root) / "raw", n_cases=n_cases, shape=tuple(shape),
+                                     seed=seed, **extra)
+        prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats",
+                             label_mapping="whole_tumour")
+        return prepare_dataset(raw, Path(root) / "cache", prep, num_workers=1, progress=False)
+
+    return make
