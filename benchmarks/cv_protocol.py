@@ -13,8 +13,9 @@ run (its test summary exists) is skipped and an interrupted one resumes, so the 
 command finishes the grid across sessions. Folds are run in the outer loop so that paired
 comparisons become available fold by fold.
 
-Variants (``VARIANTS``): a method name and config overrides, plus optionally another
-intensity normalisation (its own cache). ``ours_w0`` is the fair labelled-only control:
+Variants (``VARIANTS``): a method name, config overrides and a cache (``CACHES``: the
+modalities and the intensity normalisation; each its own cache). ``ours`` pins the paper's
+objective (soft MSE), whatever the library default. ``ours_w0`` is the fair labelled-only control:
 ``ours`` with the unsupervised weight at 0 but the same batches (the unlabelled crops still
 pass through the network, so BatchNorm sees the same data).
 """
@@ -32,7 +33,7 @@ from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 
-__all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "prepare_cache"]
+__all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "prepare_cache", "train_fold_run"]
 
 W0 = ["method.consistency_weight=0"]
 ALL = ["model.branch_input=all"]
@@ -40,15 +41,31 @@ ALL = ["model.branch_input=all"]
 INDEP = ALL + ["model.fusion=none", "model.mae=false"]
 CPS = ["method.options.consistency=cross_pseudo"]
 SG = ["method.options.cross_branch_grad=false"]
+MSE = ["method.options.consistency=mse"]  # the paper's objective, pinned
+MD = ["train.modality_dropout=0.3"]
 
-# name -> (method, overrides, normalisation scheme of the cache)
+# cache key -> (modalities, intensity normalisation)
+CACHES: dict[str, tuple[tuple[str, ...], str]] = {
+    "minmax": (("t1ce", "t2"), "minmax"),
+    "zscore_nonzero": (("t1ce", "t2"), "zscore_nonzero"),
+    "percentile_minmax": (("t1ce", "t2"), "percentile_minmax"),
+    "t1ce_only": (("t1ce",), "minmax"),
+    "t2_only": (("t2",), "minmax"),
+}
+
+# name -> (method, overrides, cache key of CACHES)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
-    "ours": ("ours", [], "minmax"),
+    "ours": ("ours", MSE, "minmax"),
     "ours_w0": ("ours", W0, "minmax"),
     "supervised": ("supervised", [], "minmax"),
     "ict": ("ict", [], "minmax"),
     "mean_teacher": ("mean_teacher", [], "minmax"),
     "mmcml": ("mmcml", [], "minmax"),
+    "bcp": ("bcp", [], "minmax"),
+    # a modality missing at prediction (issue 11): modality dropout, single-modality nets
+    "ours_cps_md": ("ours", CPS + MD, "minmax"),
+    "mt_t1ce": ("mean_teacher", [], "t1ce_only"),
+    "mt_t2": ("mean_teacher", [], "t2_only"),
     # what each branch sees
     "ours_all": ("ours", ALL, "minmax"),
     "ours_all_w0": ("ours", ALL + W0, "minmax"),
@@ -78,19 +95,39 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 }
 
 
-def prepare_cache(scheme: str) -> Path:
-    """The 2 mm T1ce + T2 whole-tumour cache of the 15 cases for one normalisation scheme."""
+def prepare_cache(key: str) -> Path:
+    """The 2 mm whole-tumour cache of the 15 cases for one entry of ``CACHES``."""
     src = require_shared_data("brats-dev")
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", target_spacing=(2, 2, 2),
+    modalities, scheme = CACHES[key]
+    prep = PrepareConfig(modalities=list(modalities), layout="brats", target_spacing=(2, 2, 2),
                          label_mapping="whole_tumour",
                          default_normalization=NormalizationConfig(scheme=scheme))
-    name = "brats_2mm" if scheme == "minmax" else f"brats_2mm_{scheme}"
+    name = "brats_2mm" if key == "minmax" else f"brats_2mm_{key}"
     return prepare_dataset(src, REPO / "local_data" / name, prep, num_workers=2).root
 
 
 def cv_root(folds: int, labeled: int, iterations: int, tag: str = "") -> Path:
     """Folder of one protocol's runs."""
     return REPO / "runs" / "cv" / f"K{folds}_L{labeled}_{iterations}it{tag}"
+
+
+def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
+                   labeled: int, iterations: int, extra: list[str], seed: int = 0) -> None:
+    """Train (or resume) variant ``name`` on one fold into ``run_dir`` and evaluate it."""
+    if RunDir(run_dir).is_evaluated("test"):
+        return
+    method, overrides, _ = VARIANTS[name]
+    cfg = load_config("cpu_small", [
+        f"name={name}", f"cache={cache}", f"method.name={method}",
+        f"splits.folds={folds}", f"splits.fold={fold}", "splits.val=0",
+        f"splits.labeled={labeled}", f"splits.seed={seed}", f"train.seed={seed}",
+        f"train.max_iterations={iterations}", *overrides, *extra])
+    t0 = time.time()
+    print(f"== {run_dir.name} ({run_dir.parent.name})", flush=True)
+    train(cfg, run_dir, resume=RunDir(run_dir).resumable)
+    summary = evaluate_run(run_dir, "test", checkpoint="last")
+    primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
+    print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
 
 
 def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
@@ -101,27 +138,15 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     root = cv_root(folds, labeled, iterations, tag)
     caches = {VARIANTS[v][2]: None for v in variants}
-    for scheme in caches:
-        caches[scheme] = prepare_cache(scheme)
+    for key in caches:
+        caches[key] = prepare_cache(key)
     run_dirs = []
     for fold in fold_ids:
         for name in variants:
-            method, overrides, scheme = VARIANTS[name]
             run_dir = root / f"{name}_f{fold}"
             run_dirs.append(run_dir)
-            if RunDir(run_dir).is_evaluated("test"):
-                continue
-            cfg = load_config("cpu_small", [
-                f"name={name}", f"cache={caches[scheme]}", f"method.name={method}",
-                f"splits.folds={folds}", f"splits.fold={fold}", "splits.val=0",
-                f"splits.labeled={labeled}", f"splits.seed={seed}", f"train.seed={seed}",
-                f"train.max_iterations={iterations}", *overrides, *extra])
-            t0 = time.time()
-            print(f"== {run_dir.name} ({root.name})", flush=True)
-            train(cfg, run_dir, resume=RunDir(run_dir).resumable)
-            summary = evaluate_run(run_dir, "test", checkpoint="last")
-            primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
-            print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
+            train_fold_run(name, run_dir, caches[VARIANTS[name][2]], folds, fold, labeled,
+                           iterations, extra, seed)
     return run_dirs
 
 

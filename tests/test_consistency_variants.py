@@ -151,3 +151,19 @@ def test_control_with_weight_zero_keeps_unlabelled_crops_but_not_their_loss():
     label = (torch.rand(2, 16, 16, 16) > 0.5).long()
     losses = method.training_losses(image, label, iteration=99)
     assert torch.equal(losses["loss"], losses["sup"])
+
+
+def test_run_config_spells_out_method_options_and_resume_compares_them():
+    from duetseg.config import load_config
+    from duetseg.training.run import _identity, with_resolved_options
+
+    cfg = load_config("demo", ["method.name=ours"])
+    assert cfg.method.options == {}
+    resolved = with_resolved_options(cfg)
+    assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
+                                       "mcml": True, "cross_branch_grad": True}
+    assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
+    paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
+    assert _identity(paper) != _identity(cfg)
+    with pytest.raises(ConfigError, match="consistency"):
+        with_resolved_options(load_config("demo", ["method.options.consistency=kl"]))

@@ -50,3 +50,17 @@ def test_bad_fold_settings_are_config_errors(tmp_path):
         make_splits(CASES[:3], CASES[:3], SplitConfig(folds=5, labeled=1, val=0))
     with pytest.raises(ConfigError, match="only 12 training cases"):
         _fold(0, labeled=13)
+
+
+def test_labeled_list_picks_the_labelled_cases_of_a_fold(tmp_path):
+    base = _fold(1)
+    chosen = base["labeled"] + base["unlabeled"][:2]
+    listing = tmp_path / "labeled.txt"
+    listing.write_text("\n".join(chosen) + "\n")
+    s = _fold(1, labeled_list=listing)
+    assert s["test"] == base["test"] and s["train"] == base["train"]
+    assert sorted(s["labeled"]) == sorted(chosen)
+    assert sorted(s["unlabeled"]) == sorted(set(base["unlabeled"]) - set(chosen))
+    listing.write_text(base["test"][0] + "\n")
+    with pytest.raises(ConfigError, match="test part"):
+        _fold(1, labeled_list=listing)

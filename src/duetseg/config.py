@@ -136,7 +136,7 @@ class SplitConfig(StrictModel):
     Cross-validation: ``folds: K`` (>= 2) shuffles the labelled cases with ``seed`` into K
     folds of near-equal size; the test split is fold ``fold`` (``test`` is then ignored), so
     the K runs of ``fold`` 0..K-1 test every labelled case exactly once. ``val`` and the
-    labelled subset (``labeled``, seeded) are drawn from the other folds.
+    labelled subset (``labeled``, seeded; or ``labeled_list``) are drawn from the other folds.
     """
 
     val: float = 0.1
@@ -155,10 +155,10 @@ class SplitConfig(StrictModel):
         if self.folds is not None and self.fold >= self.folds:
             raise ValueError(f"fold {self.fold} is not one of the {self.folds} folds "
                              f"(0..{self.folds - 1})")
-        lists = (self.train_list, self.val_list, self.test_list, self.labeled_list)
+        lists = (self.train_list, self.val_list, self.test_list)
         if self.folds is not None and any(p is not None for p in lists):
-            raise ValueError("splits.folds and case-list files (train_list, ...) exclude "
-                             "each other")
+            raise ValueError("splits.folds and the train/val/test case-list files exclude "
+                             "each other (labeled_list may pick a fold's labelled cases)")
         return self
 
 

@@ -217,6 +217,12 @@ def make_splits(cases: list[str], labelled_available: list[str],
         train = train + extra
     elif cfg.folds is not None:
         val, test, train, labeled = _fold_split(sorted(labelled), unlabelled_only, cfg)
+        if labeled_fixed is not None:  # e.g. the fold's labelled cases + suggested ones
+            held_out = sorted(set(labeled_fixed) & (set(val) | set(test)))
+            if held_out:
+                raise ConfigError(f"labeled_list names case(s) of fold {cfg.fold}'s "
+                                  f"validation/test part: {', '.join(held_out[:10])}")
+            labeled = labeled_fixed
     else:
         rng = np.random.default_rng(cfg.seed)
         fixed = set(labeled_fixed or [])

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
+from pydantic import ValidationError
+
+from duetseg.config import MethodConfig
 from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext
 
-__all__ = ["METHODS", "get_method_class", "build_method", "available_methods"]
+__all__ = ["METHODS", "get_method_class", "build_method", "available_methods",
+           "resolved_options"]
 
 METHODS: dict[str, str] = {
     "ours": "duetseg.methods.ours:Ours",
@@ -38,6 +43,22 @@ def get_method_class(name: str) -> type[Method]:
 def build_method(ctx: MethodContext) -> Method:
     """Instantiate the method named in ``ctx.method.name``."""
     return get_method_class(ctx.method.name)(ctx)
+
+
+def resolved_options(method: MethodConfig) -> dict[str, Any]:
+    """``method.options`` with the method's defaults filled in.
+
+    A run saves these in its ``config.yaml``, so the file still says what was trained when
+    a default changes (e.g. ``ours``' consistency, once the paper's MSE).
+
+    Raises:
+        ConfigError: unknown method or invalid options.
+    """
+    cls = get_method_class(method.name)
+    try:
+        return cls.Options.model_validate(method.options).model_dump(mode="json")
+    except ValidationError as exc:
+        raise ConfigError(f"invalid options for method {method.name!r}:\n{exc}") from exc
 
 
 def available_methods() -> dict[str, str]:

@@ -9,6 +9,7 @@ from duetseg.config import Config
 from duetseg.data.cache import Cache
 from duetseg.data.splits import load_splits, make_splits, save_splits
 from duetseg.errors import ConfigError
+from duetseg.methods.registry import resolved_options
 from duetseg.run.config import load_run_config
 from duetseg.run.layout import RunDir
 
@@ -21,9 +22,15 @@ __all__ = ["RESUMABLE_WITH_CHANGES", "prepare_run_dir"]
 RESUMABLE_WITH_CHANGES = ("name", "train.num_workers", "train.channels_last", "train.compile")
 
 
+def with_resolved_options(cfg: Config) -> Config:
+    """``cfg`` with its method options spelled out (the method's defaults filled in)."""
+    method = cfg.method.model_copy(update={"options": resolved_options(cfg.method)})
+    return cfg.model_copy(update={"method": method})
+
+
 def _identity(cfg: Config) -> dict:
-    """The config as a dict without the keys in ``RESUMABLE_WITH_CHANGES``."""
-    data = cfg.model_dump(mode="json")
+    """The config as a dict, method options resolved, without ``RESUMABLE_WITH_CHANGES``."""
+    data = with_resolved_options(cfg).model_dump(mode="json")
     for key in RESUMABLE_WITH_CHANGES:
         *sections, leaf = key.split(".")
         node = data
@@ -45,9 +52,10 @@ def prepare_run_dir(cfg: Config, cache: Cache, run_dir: Path,
                     resume: bool) -> dict[str, list[str]]:
     """Create or re-open ``run_dir`` and return its splits.
 
-    A new run writes ``config.yaml`` and ``splits.json``. A resumed run must have the same
-    config (the number of iterations included: poly decay depends on it), except the
-    speed-only settings in ``RESUMABLE_WITH_CHANGES``.
+    A new run writes ``config.yaml`` (method options with their defaults spelled out) and
+    ``splits.json``. A resumed run must have the same config (the number of iterations
+    included: poly decay depends on it; options compared with defaults filled in), except
+    the speed-only settings in ``RESUMABLE_WITH_CHANGES``.
 
     Args:
         cfg: the run's config.
@@ -84,5 +92,5 @@ def prepare_run_dir(cfg: Config, cache: Cache, run_dir: Path,
     else:
         splits = make_splits(cache.cases, cache.labelled_cases, cfg.splits)
         save_splits(splits, paths.splits_file)
-    save_text(cfg.to_yaml(), paths.config_file)
+    save_text(with_resolved_options(cfg).to_yaml(), paths.config_file)
     return splits

@@ -1,0 +1,93 @@
+"""A modality missing at prediction: Dice with both inputs, T1ce only and T2 only (issue 11).
+
+For finished runs of the cross-validated protocol (``cv_protocol.py``), each test case is
+predicted with both modalities and with each one zero-filled, the way ``duetseg predict``
+treats a case lacking it (:func:`duetseg.workflows.missing.present_outputs`: the absent
+branch's output is dropped and the ensemble is the mean of the present branches). Runs
+trained on one modality only (``mt_t1ce``, ``mt_t2``: Mean Teacher on that modality's cache)
+are predicted on their own input. Dice % of the primary output in each run's cache
+geometry (2 mm), pooled over the folds given.
+
+Usage: python benchmarks/missing_modality.py --cv 3 --labeled 2 --iterations 1000
+       --variants ours_cps ours_cps_md mt_t1ce mt_t2 [--folds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+from common import append_benchmark
+from cv_protocol import cv_root
+
+from duetseg.output_spec import branch_modalities
+from duetseg.run.trained import load_trained_run, predict_probabilities
+from duetseg.workflows.missing import present_outputs
+
+
+def _dice(pred: np.ndarray, label: np.ndarray) -> float:
+    denom = pred.sum() + label.sum()
+    return 100.0 if denom == 0 else 200.0 * float((pred & label).sum()) / float(denom)
+
+
+def run_dice(run_dir) -> dict[str, list[float]]:
+    """Per-case Dice of ``run_dir`` on its test cases, for each set of present modalities."""
+    run = load_trained_run(run_dir, "last", "cpu")
+    modalities = list(run.cache.modalities)
+    subsets = [modalities] + ([[m] for m in modalities] if len(modalities) > 1 else [])
+    branches = branch_modalities(run.method.outputs())
+    out: dict[str, list[float]] = {}
+    for case in json.loads((run_dir / "splits.json").read_text())["test"]:
+        image = run.cache.load_image(case, mmap=False)
+        label = run.cache.load_label(case, mmap=False) > 0
+        for present in subsets:
+            x = image.copy()
+            for c, m in enumerate(modalities):
+                if m not in present:
+                    x[c] = 0.0
+            with torch.no_grad():
+                probs = present_outputs(predict_probabilities(run, x), modalities, present,
+                                        branches)
+            pred = probs[run.method.primary_output][1:].sum(0) > 0.5
+            out.setdefault("+".join(present), []).append(_dice(pred, label))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cv", type=int, default=3)
+    parser.add_argument("--labeled", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--variants", nargs="+", required=True)
+    parser.add_argument("--folds", nargs="+", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    folds = args.folds if args.folds is not None else list(range(args.cv))
+    root = cv_root(args.cv, args.labeled, args.iterations)
+    lines = ["| variant | folds done | inputs | mean Dice % | n cases |", "|---|---|---|---|---|"]
+    for variant in args.variants:
+        runs = [root / f"{variant}_f{k}" for k in folds]
+        done = [r for r in runs if (r / "checkpoints" / "last.pt").is_file()]
+        pooled: dict[str, list[float]] = {}
+        for run_dir in done:
+            for inputs, values in run_dice(run_dir).items():
+                pooled.setdefault(inputs, []).extend(values)
+        for inputs, values in pooled.items():
+            lines.append(f"| {variant} | {len(done)}/{len(runs)} | {inputs} | "
+                         f"{np.mean(values):.2f} | {len(values)} |")
+            print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print(table)
+    append_benchmark(
+        f"A modality missing at prediction, {args.cv}-fold CV, {args.labeled} labelled",
+        "python benchmarks/missing_modality.py " + " ".join(
+            [f"--cv {args.cv}", f"--labeled {args.labeled}", f"--iterations {args.iterations}",
+             "--variants", *args.variants, "--folds", *map(str, folds)]),
+        table, notes="Absent inputs zero-filled as `duetseg predict` does; the absent "
+                     "branch's output dropped; Dice in the 2 mm cache geometry.")
+
+
+if __name__ == "__main__":
+    main()

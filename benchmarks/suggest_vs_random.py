@@ -1,0 +1,137 @@
+"""Is ``duetseg suggest`` worth shipping? Contour its top-2 cases versus 2 random ones (issue 11).
+
+For each fold of the cross-validated protocol (``cv_protocol.py``), from the finished run of
+``--variant`` with N labelled cases:
+
+- ``suggested``: ``duetseg suggest`` ranks the run's unlabelled training cases; the top 2
+  become labelled (``splits.labeled_list`` = the N + 2), and the variant is retrained;
+- ``random<r>``: 2 unlabelled cases drawn at random (seeded by fold and draw) instead,
+  ``--draws`` times.
+
+Same fold, test cases, iterations and seed as the base run; only the labelled set differs.
+The summary pools per-case Dice over folds: the suggested arm, each random draw, the mean
+of the draws, and the paired difference (suggested minus the mean of the draws, per case)
+with a bootstrap 95 % CI. Runs live in ``<protocol>/suggest/``; finished ones are skipped,
+interrupted ones resume.
+
+Usage: python benchmarks/suggest_vs_random.py --variant ours_cps --cv 3 --labeled 2
+       --iterations 1000 [--folds 0 1 2] [--draws 3] [--summarize]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from common import append_benchmark
+from cv_protocol import VARIANTS, cv_root, prepare_cache, train_fold_run
+
+from duetseg.data.splits import load_splits
+from duetseg.run.layout import RunDir
+from duetseg.workflows.suggest import suggest_cases
+
+TOP = 2
+
+
+def arms(base: Path, fold: int, draws: int) -> dict[str, list[str]]:
+    """Arm name -> the unlabelled cases it adds to the base run's labelled ones."""
+    unlabelled = sorted(load_splits(RunDir(base).splits_file)["unlabeled"])
+    ranked = [row["case"] for row in suggest_cases(base, "last", "cpu", progress=False)]
+    out = {"suggested": ranked[:TOP]}
+    for r in range(draws):
+        rng = np.random.default_rng([fold, 1000 + r])
+        out[f"random{r}"] = sorted(rng.choice(unlabelled, TOP, replace=False).tolist())
+    return out
+
+
+def run_fold(args, fold: int) -> None:
+    root = cv_root(args.cv, args.labeled, args.iterations)
+    base = root / f"{args.variant}_f{fold}"
+    if not RunDir(base).is_evaluated("test"):
+        raise SystemExit(f"{base} is not finished: run real_brats.py --cv first")
+    out = root / "suggest"
+    out.mkdir(exist_ok=True)
+    plan_file = out / f"{args.variant}_f{fold}_plan.json"
+    if plan_file.is_file():  # the same arms on every rerun, whatever suggest says later
+        plan = json.loads(plan_file.read_text())
+    else:
+        plan = arms(base, fold, args.draws)
+        plan_file.write_text(json.dumps(plan, indent=1))
+    labelled = load_splits(RunDir(base).splits_file)["labeled"]
+    cache = prepare_cache(VARIANTS[args.variant][2])
+    for arm, added in plan.items():
+        listing = out / f"{args.variant}_f{fold}_{arm}.txt"
+        listing.write_text("\n".join(labelled + added) + "\n")
+        train_fold_run(args.variant, out / f"{args.variant}_f{fold}_{arm}", cache, args.cv,
+                       fold, args.labeled, args.iterations,
+                       [f"splits.labeled_list={listing}"])
+
+
+def _case_dice(run_dir: Path) -> dict[str, float]:
+    """Case -> Dice % of the primary output (foreground class 1) on the test split."""
+    folder = RunDir(run_dir).eval("test")
+    primary = json.loads(folder.summary_file.read_text())["primary_output"]
+    with folder.metrics_file.open() as fh:
+        return {row["case"]: float(row["dice"]) for row in csv.DictReader(fh)
+                if row["output"] == primary and row["class"] == "1"}
+
+
+def summarize(args, folds: list[int]) -> None:
+    out = cv_root(args.cv, args.labeled, args.iterations) / "suggest"
+    per_arm: dict[str, dict[str, float]] = {}
+    for fold in folds:
+        plan_file = out / f"{args.variant}_f{fold}_plan.json"
+        if not plan_file.is_file():
+            continue
+        for arm in json.loads(plan_file.read_text()):
+            run_dir = out / f"{args.variant}_f{fold}_{arm}"
+            if RunDir(run_dir).is_evaluated("test"):
+                per_arm.setdefault(arm, {}).update(_case_dice(run_dir))
+    randoms = [a for a in per_arm if a.startswith("random")]
+    cases = sorted(set(per_arm.get("suggested", {})).intersection(
+        *(per_arm[a] for a in randoms))) if randoms else []
+    lines = ["| arm | mean Dice % | n cases |", "|---|---|---|"]
+    for arm, values in per_arm.items():
+        lines.append(f"| {arm} | {np.mean(list(values.values())):.2f} | {len(values)} |")
+    if cases:
+        diff = np.array([per_arm["suggested"][c] - np.mean([per_arm[a][c] for a in randoms])
+                         for c in cases])
+        boot = np.random.default_rng(0).choice(diff, (10000, diff.size)).mean(1)
+        lo, hi = np.percentile(boot, [2.5, 97.5])
+        lines.append(f"| suggested − mean of random | {diff.mean():+.2f} "
+                     f"[{lo:+.2f}, {hi:+.2f}] | {diff.size} |")
+    table = "\n".join(lines)
+    print(table)
+    append_benchmark(
+        f"Suggested vs random cases to contour, {args.variant}, {args.cv}-fold CV, "
+        f"{args.labeled} + {TOP} labelled",
+        f"python benchmarks/suggest_vs_random.py --variant {args.variant} --cv {args.cv} "
+        f"--labeled {args.labeled} --iterations {args.iterations} --draws {args.draws} "
+        f"--folds {' '.join(map(str, folds))} --summarize",
+        table, notes="Per-case Dice of the primary output, original geometry, pooled over "
+                     "the folds run; the difference is paired per case.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--variant", default="ours_cps")
+    parser.add_argument("--cv", type=int, default=3)
+    parser.add_argument("--labeled", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--folds", nargs="+", type=int, default=None)
+    parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--summarize", action="store_true")
+    args = parser.parse_args()
+    folds = args.folds if args.folds is not None else list(range(args.cv))
+    if args.summarize:
+        summarize(args, folds)
+        return
+    for fold in folds:
+        run_fold(args, fold)
+
+
+if __name__ == "__main__":
+    main()
