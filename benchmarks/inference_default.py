@@ -33,6 +33,7 @@ import torch
 from common import append_benchmark
 
 from duetseg.config import InferenceConfig
+from duetseg.evaluation.metrics import dice
 from duetseg.inference import predict_volume
 from duetseg.inference.sliding import predict_with_config, resolve_mode
 from duetseg.models.vnet import VNet
@@ -106,11 +107,6 @@ def speed_rows(args) -> tuple[list[str], dict[str, float]]:
     return lines, seconds
 
 
-def _dice(pred: np.ndarray, label: np.ndarray) -> float:
-    denom = pred.sum() + label.sum()
-    return 100.0 if denom == 0 else 200.0 * float((pred & label).sum()) / float(denom)
-
-
 def accuracy_rows(runs: list[Path]) -> list[str]:
     from duetseg.run.trained import load_trained_run
 
@@ -138,12 +134,12 @@ def accuracy_rows(runs: list[Path]) -> list[str]:
                     "default": predict_with_config(run.method.output_probabilities, image,
                                                    run.roi_size, InferenceConfig(), "cpu"),
                 }
-            dice = {m: _dice(o[key][1:].sum(0) > 0.5, label) for m, o in outs.items()}
+            scores = {m: dice(o[key][1:].sum(0) > 0.5, label) for m, o in outs.items()}
             for m in means:
-                means[m].append(dice[m])
+                means[m].append(scores[m])
             for m in diffs:
-                diffs[m].append(dice["default"] - dice[m])
-            print(f"{run_dir.name} {case}: " + ", ".join(f"{m} {d:.1f}" for m, d in dice.items()),
+                diffs[m].append(scores["default"] - scores[m])
+            print(f"{run_dir.name} {case}: " + ", ".join(f"{m} {d:.1f}" for m, d in scores.items()),
                   flush=True)
     rng = np.random.default_rng(0)
     lines = [f"Trained runs: {', '.join(r.name for r in runs)}; {len(means['default'])} "

@@ -22,14 +22,10 @@ import torch
 from common import append_benchmark
 from cv_protocol import cv_root
 
+from duetseg.evaluation.metrics import dice
 from duetseg.output_spec import branch_modalities
 from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import present_outputs
-
-
-def _dice(pred: np.ndarray, label: np.ndarray) -> float:
-    denom = pred.sum() + label.sum()
-    return 100.0 if denom == 0 else 200.0 * float((pred & label).sum()) / float(denom)
 
 
 def run_dice(run_dir) -> dict[str, list[float]]:
@@ -51,7 +47,7 @@ def run_dice(run_dir) -> dict[str, list[float]]:
                 probs = present_outputs(predict_probabilities(run, x), modalities, present,
                                         branches)
             pred = probs[run.method.primary_output][1:].sum(0) > 0.5
-            out.setdefault("+".join(present), []).append(_dice(pred, label))
+            out.setdefault("+".join(present), []).append(dice(pred, label))
     return out
 
 
