@@ -10,6 +10,7 @@ from duetseg.errors import ConfigError
 from duetseg.methods import MethodContext, build_method
 from duetseg.methods.losses import (
     SupervisedLoss,
+    class_argmax,
     confident_teacher_mse,
     cross_branch_mse,
     cross_pseudo_supervision,
@@ -21,6 +22,19 @@ def _probs(values: list[list[float]]) -> torch.Tensor:
     """(1, 2, V) foreground/background probabilities from per-voxel foreground values."""
     fg = torch.tensor(values, dtype=torch.float32)
     return torch.stack([1 - fg, fg], dim=1).requires_grad_(True)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_class_argmax_equals_argmax_first_index_on_ties(channels_last):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, 6).round()  # rounding makes ties between classes
+    if channels_last:
+        logits = logits.to(memory_format=torch.channels_last_3d)
+    assert (logits[:, 0] == logits[:, 1]).any()
+    for dim in range(logits.dim()):
+        assert torch.equal(class_argmax(logits, dim), logits.argmax(dim))
+    tied = torch.zeros(1, 2, 3)
+    assert class_argmax(tied).eq(0).all()
 
 
 def test_confident_teacher_only_the_less_confident_branch_learns():

@@ -254,7 +254,7 @@ class TrainConfig(StrictModel):
     modality_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     deterministic: bool = True
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    # channels_last_3d weights and inputs; auto: on CUDA (2.6x faster bf16 step), off on CPU
+    # channels_last_3d weights and inputs; auto: on for CUDA and CPU (faster; BENCHMARKS.md)
     channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the training step
 

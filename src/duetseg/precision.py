@@ -49,18 +49,20 @@ def autocast_context(device: torch.device, mode: str):
 
 
 def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:
-    """Resolve ``auto`` to on for CUDA, off elsewhere.
+    """Resolve ``auto`` to on for CUDA and CPU, off elsewhere.
 
     cuDNN's 3D convolution kernels work channels-last: with NCDHW tensors it transposes
     every activation in and out (the nchwToNhwc kernels in the GPU profile). Channels-last
-    3D made the bf16 DuetNet step at 96³ 2.6x faster on an H200 (BENCHMARKS.md); on CPU it
-    is left off so the float32 path is unchanged.
+    3D made the bf16 DuetNet step at 96³ 2.6x faster on an H200; on 2 CPU cores (oneDNN,
+    float32) it made the cpu_small training step about 1.2x and sliding-window inference
+    1.4x faster (BENCHMARKS.md). Only the strides change: the values agree to float
+    rounding, and a run stays bitwise reproducible on one machine.
 
     Raises:
         ValueError: an unknown setting.
     """
     if setting == "auto":
-        return device.type == "cuda"
+        return device.type in ("cuda", "cpu")
     if not isinstance(setting, bool):
         raise ValueError(f"unknown channels_last setting {setting!r} (auto | true | false)")
     return setting

@@ -60,6 +60,7 @@ from pydantic import Field
 from duetseg.config import StrictModel
 from duetseg.methods.base import MethodContext
 from duetseg.methods.ema import EMATeacher
+from duetseg.methods.losses import class_argmax
 from duetseg.methods.single import SingleNetworkMethod
 
 __all__ = ["BCP", "cuboid_mask", "paste", "bidirectional_mix", "pair_indices",
@@ -219,7 +220,7 @@ class BCP(SingleNetworkMethod):
                     "loss": sup}
         unlabeled = image[n:]
         with torch.no_grad():
-            pseudo = self.teacher(unlabeled).argmax(1)
+            pseudo = class_argmax(self.teacher(unlabeled))
         li, ui = pair_indices(n, unlabeled.shape[0])
         li, ui = li.to(image.device), ui.to(image.device)
         mask = self.draw_mask(li.shape[0], label.shape[1:], image.device)

@@ -8,9 +8,20 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
-__all__ = ["SupervisedLoss", "cross_branch_mse", "confident_teacher_mse", "hard_pseudo_ce",
-           "cross_pseudo_supervision",
+__all__ = ["SupervisedLoss", "class_argmax", "cross_branch_mse", "confident_teacher_mse",
+           "hard_pseudo_ce", "cross_pseudo_supervision",
            "graph_zero", "masked_branch_supervised", "masked_branch_consistency"]
+
+
+def class_argmax(t: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``t.argmax(dim)``, fast on CPU: the index of the largest value, the first one on ties.
+
+    On CPU, ``argmax`` along a dimension that is not the innermost one is a slow strided
+    reduction: 52 ms for (2, 2, 48, 48, 48) logits along dim 1 against 1.3 ms for
+    ``max(dim).indices`` (torch 2.13, 2 threads), about 5 % of a cpu_small training step.
+    Both return the first maximal index, so the results are identical.
+    """
+    return t.max(dim=dim).indices
 
 
 class SupervisedLoss(torch.nn.Module):
@@ -66,7 +77,7 @@ def confident_teacher_mse(probs: list[torch.Tensor]) -> torch.Tensor:
         Scalar loss.
     """
     stacked = torch.stack([p.detach() for p in probs])  # (K, B, C, ...)
-    teacher = stacked.amax(dim=2).argmax(dim=0, keepdim=True)  # (1, B, ...)
+    teacher = class_argmax(stacked.amax(dim=2), dim=0).unsqueeze(0)  # (1, B, ...)
     target = torch.gather(stacked, 0, teacher.unsqueeze(2).expand_as(stacked[:1]))[0]
     total = probs[0].new_zeros(())
     for m, p in enumerate(probs):
@@ -122,7 +133,7 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
     total = logits[0].new_zeros(())
     for m, lg in enumerate(logits):
         others = torch.stack([q for n, q in enumerate(probs) if n != m]).mean(0)
-        total = total + loss_fn(lg, others.argmax(dim=1))
+        total = total + loss_fn(lg, class_argmax(others))
     return total
 
 

@@ -50,6 +50,7 @@ from monai.losses import DiceLoss
 
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
+from duetseg.methods.losses import class_argmax
 from duetseg.models.factory import backbone_args
 from duetseg.models.multihead import DualDecoderVNet
 
@@ -104,7 +105,7 @@ def reliability(
         teacher is strictly more confident (lower entropy).
     """
     mask = (entropy_map(prob_student) > entropy_map(prob_teacher)).to(prob_teacher.dtype)
-    pseudo = prob_teacher.argmax(1)
+    pseudo = class_argmax(prob_teacher)
     protos = class_prototypes(feat_teacher, pseudo, prob_teacher.shape[1])
     unit = F.normalize(feat_teacher, dim=1)
     sim = torch.einsum("bf...,bcf->bc...", unit, protos)
@@ -129,7 +130,7 @@ def reliable_pseudo_label_loss(
     prob_teacher = torch.softmax(logits_teacher.detach(), 1)
     prob_student = torch.softmax(logits_student.detach(), 1)
     r, mask = reliability(prob_student, prob_teacher, feat_teacher.detach())
-    ce = F.cross_entropy(logits_student, prob_teacher.argmax(1), reduction="none")
+    ce = F.cross_entropy(logits_student, class_argmax(prob_teacher), reduction="none")
     count = torch.sum(mask) + 1e-6
     return torch.sum(ce * r) / count, torch.sum(r) / count
 
