@@ -8,7 +8,9 @@ unlabelled), evaluates the **last** checkpoint on the fold's test cases in the o
 labelled-only" table (paired per-case differences over all folds, bootstrap 95 % CI,
 Wilcoxon p; per branch and for the ensemble) and appends it to BENCHMARKS.md.
 
-Runs go to ``runs/cv/K<folds>_L<labeled>_<iterations>it<tag>/<variant>_f<k>``; a finished
+Runs go to ``runs/cv/K<folds>_L<labeled>_<iterations>it<tag>/<variant>_f<k>`` (seed 0) or
+``<variant>_s<seed>_f<k>`` (``--seeds 0 1 ...``: repeated cross-validation, each seed another
+partition, labelled draw and training seed; the summary pools all seeds); a finished
 run (its test summary exists) is skipped and an interrupted one resumes, so the same
 command finishes the grid across sessions. Folds are run in the outer loop so that paired
 comparisons become available fold by fold.
@@ -33,7 +35,8 @@ from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 
-__all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "prepare_cache", "train_fold_run"]
+__all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "cv_run_dir", "prepare_cache",
+           "train_fold_run"]
 
 W0 = ["method.consistency_weight=0"]
 ALL = ["model.branch_input=all"]
@@ -111,6 +114,11 @@ def cv_root(folds: int, labeled: int, iterations: int, tag: str = "") -> Path:
     return REPO / "runs" / "cv" / f"K{folds}_L{labeled}_{iterations}it{tag}"
 
 
+def cv_run_dir(root: Path, name: str, fold: int, seed: int = 0) -> Path:
+    """Run folder of variant ``name`` on ``fold``; seed 0 keeps the original names."""
+    return root / (f"{name}_f{fold}" if seed == 0 else f"{name}_s{seed}_f{fold}")
+
+
 def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
                    labeled: int, iterations: int, extra: list[str], seed: int = 0) -> None:
     """Train (or resume) variant ``name`` on one fold into ``run_dir`` and evaluate it."""
@@ -131,8 +139,15 @@ def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
 
 
 def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
-           iterations: int, extra: list[str], tag: str = "", seed: int = 0) -> list[Path]:
-    """Train and evaluate every (fold, variant) not finished yet; returns the run dirs."""
+           iterations: int, extra: list[str], tag: str = "",
+           seeds: tuple[int, ...] = (0,)) -> list[Path]:
+    """Train and evaluate every (seed, fold, variant) not finished yet; returns the run dirs.
+
+    Each seed is one repetition of the cross-validation: ``splits.seed`` draws another
+    K-fold partition and other labelled cases, ``train.seed`` another training run. Every
+    case is a test case once per seed, and a run pairs per case with the baseline run of
+    the same seed and fold.
+    """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
@@ -141,30 +156,43 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
     for key in caches:
         caches[key] = prepare_cache(key)
     run_dirs = []
-    for fold in fold_ids:
-        for name in variants:
-            run_dir = root / f"{name}_f{fold}"
-            run_dirs.append(run_dir)
-            train_fold_run(name, run_dir, caches[VARIANTS[name][2]], folds, fold, labeled,
-                           iterations, extra, seed)
+    for seed in seeds:
+        for fold in fold_ids:
+            for name in variants:
+                run_dir = cv_run_dir(root, name, fold, seed)
+                run_dirs.append(run_dir)
+                train_fold_run(name, run_dir, caches[VARIANTS[name][2]], folds, fold, labeled,
+                               iterations, extra, seed)
     return run_dirs
 
 
 def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
-                 iterations: int, tag: str, seed: int, baseline: str,
-                 collapse: bool = False) -> None:
-    """Report the finished runs of the protocol and append the gain table to BENCHMARKS.md."""
+                 iterations: int, tag: str, seeds: tuple[int, ...], baseline: str,
+                 collapse: bool = False, versus: list[str] | None = None) -> None:
+    """Report the finished runs of the protocol and append the gain table to BENCHMARKS.md.
+
+    ``versus``: other baselines; for each, the gain of the first variant over it (e.g. the
+    default against ``ict``, ``mean_teacher``, ``mmcml``) is added below the main table.
+    """
     from common import append_benchmark
 
+    from duetseg.reporting.collect import collect_runs
+    from duetseg.reporting.gain import build_gain_table
     from duetseg.reporting.report import make_report
 
     root = cv_root(folds, labeled, iterations, tag)
-    runs = [root / f"{v}_f{k}" for k in fold_ids for v in variants]
+    runs = [cv_run_dir(root, v, k, seed) for seed in seeds for k in fold_ids for v in variants]
     done = [r for r in runs if RunDir(r).is_evaluated("test")]
     missing = sorted(r.name for r in set(runs) - set(done))
-    out = make_report(done, root.parent / f"report_{root.name}", baseline=baseline)
+    out = make_report(done, root.parent / f"report_{root.name}", baseline=baseline,
+                      reference=variants[0])
     table1 = (out.parent / "table1.md").read_text().strip()
     gain = (out.parent / "gain.md").read_text().strip()
+    if versus:
+        records = collect_runs(done)
+        for other in versus:
+            table = build_gain_table(records, other, names=[variants[0]])
+            gain += "\n\n" + table.to_markdown().strip()
     if collapse:
         from collapse_check import collapse_rows
 
@@ -172,7 +200,8 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                  "(collapse check, `benchmarks/collapse_check.py`):\n\n"
                  + "\n".join(collapse_rows(done)))
     notes = (f"{folds}-fold cross-validation over the 15 brats-dev cases (folds run: "
-             f"{fold_ids}), {labeled} labelled per fold (seeded), the rest of the fold's "
+             f"{fold_ids}, seeds {list(seeds)}), {labeled} labelled per fold (drawn by the "
+             f"seed), the rest of the fold's "
              f"training cases unlabelled, no validation split, last checkpoint; cpu_small "
              f"(2 mm, 48³ crops, width 8) at {iterations} iterations; metrics in the original "
              f"1 mm geometry. Gains are per-case paired differences pooled over folds.")
@@ -185,5 +214,7 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                      + ("" if fold_ids == list(range(folds))
                         else f"--folds {' '.join(map(str, fold_ids))} ")
                      + f"--baseline {baseline}" + (f" --tag {tag}" if tag else "")
-                     + (" --collapse" if collapse else ""),
+                     + ("" if list(seeds) == [0] else f" --seeds {' '.join(map(str, seeds))}")
+                     + (" --collapse" if collapse else "")
+                     + (f" --versus {' '.join(versus)}" if versus else ""),
                      table1 + "\n\n" + gain, notes=notes)

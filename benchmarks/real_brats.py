@@ -65,10 +65,14 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=None,
                         help="with --cv: only these folds (default: all K)")
     parser.add_argument("--labeled", type=int, default=2, help="with --cv: labelled cases")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="with --cv: seeds (labelled draw + training), default --seed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--summarize", action="store_true",
                         help="with --cv: report the finished runs, no training")
     parser.add_argument("--baseline", default="ours_w0", help="with --cv --summarize")
+    parser.add_argument("--versus", nargs="*", default=None,
+                        help="with --cv --summarize: gain of the first method over each")
     parser.add_argument("--collapse", action="store_true",
                         help="with --cv --summarize: add the unlabelled-volume collapse check")
     args = parser.parse_args()
@@ -76,12 +80,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.cv is not None:
         folds = args.folds if args.folds is not None else list(range(args.cv))
+        seeds = tuple(args.seeds) if args.seeds is not None else (args.seed,)
         if args.summarize:
             summarize_cv(args.methods, args.cv, folds, args.labeled, args.iterations,
-                         args.tag, args.seed, args.baseline, args.collapse)
+                         args.tag, seeds, args.baseline, args.collapse, args.versus)
         else:
             run_cv(args.methods, args.cv, folds, args.labeled, args.iterations, args.set,
-                   args.tag, args.seed)
+                   args.tag, seeds)
         return
     if args.summarize_seeds is not None:
         summarize_seeds(args.methods, args.summarize_seeds, args.tag)
