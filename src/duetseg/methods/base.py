@@ -78,13 +78,22 @@ class Method(nn.Module, ABC):
     class Options(StrictModel):
         """Method-specific options (none by default)."""
 
+    @classmethod
+    def parse_options(cls, options: dict[str, Any]) -> StrictModel:
+        """``options`` validated against :class:`Options`, defaults filled in.
+
+        Raises:
+            ConfigError: an unknown option or a bad value.
+        """
+        try:
+            return cls.Options.model_validate(options)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid options for method {cls.name!r}:\n{exc}") from exc
+
     def __init__(self, ctx: MethodContext):
         super().__init__()
         self.ctx = ctx
-        try:
-            self.options = self.Options.model_validate(ctx.method.options)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid options for method {self.name!r}:\n{exc}") from exc
+        self.options = self.parse_options(ctx.method.options)
         weight = ctx.method.consistency_weight
         self.weight = self.default_weight if weight is None else weight
         self.uses_unlabeled = True

@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pydantic import ValidationError
-
 from duetseg.config import MethodConfig
 from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext
@@ -54,11 +52,7 @@ def resolved_options(method: MethodConfig) -> dict[str, Any]:
     Raises:
         ConfigError: unknown method or invalid options.
     """
-    cls = get_method_class(method.name)
-    try:
-        return cls.Options.model_validate(method.options).model_dump(mode="json")
-    except ValidationError as exc:
-        raise ConfigError(f"invalid options for method {method.name!r}:\n{exc}") from exc
+    return get_method_class(method.name).parse_options(method.options).model_dump(mode="json")
 
 
 def available_methods() -> dict[str, str]:
