@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import REPO, require_shared_data
+from common import REPO, SHARED_DATA, require_shared_data
 
 from duetseg.config import NormalizationConfig, PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
@@ -36,7 +36,7 @@ from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 
 __all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "cv_run_dir", "prepare_cache",
-           "train_fold_run"]
+           "train_fold_run", "report_tables"]
 
 W0 = ["method.consistency_weight=0"]
 ALL = ["model.branch_input=all"]
@@ -99,14 +99,21 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 
 
 def prepare_cache(key: str) -> Path:
-    """The 2 mm whole-tumour cache of the 15 cases for one entry of ``CACHES``."""
+    """The 2 mm whole-tumour cache of the 15 cases for one entry of ``CACHES``.
+
+    Without ``../shared`` (e.g. on a GPU machine) a finished cache in ``local_data`` (from
+    ``gpu_grid.py unpack``) is used as it is.
+    """
+    name = "brats_2mm" if key == "minmax" else f"brats_2mm_{key}"
+    cache = REPO / "local_data" / name
+    if not (SHARED_DATA / "brats-dev").exists() and (cache / "dataset.json").exists():
+        return cache
     src = require_shared_data("brats-dev")
     modalities, scheme = CACHES[key]
     prep = PrepareConfig(modalities=list(modalities), layout="brats", target_spacing=(2, 2, 2),
                          label_mapping="whole_tumour",
                          default_normalization=NormalizationConfig(scheme=scheme))
-    name = "brats_2mm" if key == "minmax" else f"brats_2mm_{key}"
-    return prepare_dataset(src, REPO / "local_data" / name, prep, num_workers=2).root
+    return prepare_dataset(src, cache, prep, num_workers=2).root
 
 
 def cv_root(folds: int, labeled: int, iterations: int, tag: str = "") -> Path:
@@ -176,29 +183,12 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
     """
     from common import append_benchmark
 
-    from duetseg.reporting.collect import collect_runs
-    from duetseg.reporting.gain import build_gain_table
-    from duetseg.reporting.report import make_report
-
     root = cv_root(folds, labeled, iterations, tag)
     runs = [cv_run_dir(root, v, k, seed) for seed in seeds for k in fold_ids for v in variants]
     done = [r for r in runs if RunDir(r).is_evaluated("test")]
     missing = sorted(r.name for r in set(runs) - set(done))
-    out = make_report(done, root.parent / f"report_{root.name}", baseline=baseline,
-                      reference=variants[0])
-    table1 = (out.parent / "table1.md").read_text().strip()
-    gain = (out.parent / "gain.md").read_text().strip()
-    if versus:
-        records = collect_runs(done)
-        for other in versus:
-            table = build_gain_table(records, other, names=[variants[0]])
-            gain += "\n\n" + table.to_markdown().strip()
-    if collapse:
-        from collapse_check import collapse_rows
-
-        gain += ("\n\nPredicted tumour volume on each run's unlabelled training cases "
-                 "(collapse check, `benchmarks/collapse_check.py`):\n\n"
-                 + "\n".join(collapse_rows(done)))
+    tables = report_tables(done, root.parent / f"report_{root.name}", variants[0], baseline,
+                           versus, collapse)
     notes = (f"{folds}-fold cross-validation over the 15 brats-dev cases (folds run: "
              f"{fold_ids}, seeds {list(seeds)}), {labeled} labelled per fold (drawn by the "
              f"seed), the rest of the fold's "
@@ -217,4 +207,33 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                      + ("" if list(seeds) == [0] else f" --seeds {' '.join(map(str, seeds))}")
                      + (" --collapse" if collapse else "")
                      + (f" --versus {' '.join(versus)}" if versus else ""),
-                     table1 + "\n\n" + gain, notes=notes)
+                     tables, notes=notes)
+
+
+def report_tables(done: list[Path], out_dir: Path, reference: str, baseline: str,
+                  versus: list[str] | None = None, collapse: bool = False) -> str:
+    """``duetseg report`` of finished runs; returns Table 1 and the gain table(s) as markdown.
+
+    ``versus``: other baselines; for each, the gain of ``reference`` over it (e.g. the
+    default against ``ict``, ``mean_teacher``, ``mmcml``) is added below the main table.
+    ``collapse`` adds the unlabelled-volume check (needs the runs' checkpoints).
+    """
+    from duetseg.reporting.collect import collect_runs
+    from duetseg.reporting.gain import build_gain_table
+    from duetseg.reporting.report import make_report
+
+    out = make_report(done, out_dir, baseline=baseline, reference=reference)
+    table1 = (out.parent / "table1.md").read_text().strip()
+    gain = (out.parent / "gain.md").read_text().strip()
+    if versus:
+        records = collect_runs(done)
+        for other in versus:
+            table = build_gain_table(records, other, names=[reference])
+            gain += "\n\n" + table.to_markdown().strip()
+    if collapse:
+        from collapse_check import collapse_rows
+
+        gain += ("\n\nPredicted tumour volume on each run's unlabelled training cases "
+                 "(collapse check, `benchmarks/collapse_check.py`):\n\n"
+                 + "\n".join(collapse_rows(done)))
+    return table1 + "\n\n" + gain

@@ -10,29 +10,12 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_suite}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=$PWD/src:/tmp/site
-else
-  export PYTHONPATH=$PWD/src
-fi
 LOG=$OUT/log.txt
 START=$(date +%s)
 BUDGET=${BUDGET_S:-520}
-
-step() {  # step NAME MAX_SECONDS command...
-  local name=$1 max=$2 left
-  shift 2
-  left=$((BUDGET - ($(date +%s) - START)))
-  if [ "$left" -lt 20 ]; then echo "=== $name skipped (budget)" | tee -a "$LOG"; return; fi
-  [ "$max" -gt "$left" ] && max=$left
-  echo "=== $name (max ${max}s) $(date +%T)" | tee -a "$LOG"
-  timeout "$max" "$@" >>"$LOG" 2>&1
-  echo "=== $name rc=$? after $(($(date +%s) - START))s" | tee -a "$LOG"
-  cp BENCHMARKS.md "$OUT/"
-}
+# shellcheck source=benchmarks/gpu_lib.sh
+source benchmarks/gpu_lib.sh
+gpu_env || exit 1
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
 python3 -c "import torch, monai, duetseg; print(torch.__version__, monai.__version__)" \

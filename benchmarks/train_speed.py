@@ -25,6 +25,7 @@ def measure(method: str, crop: int, steps: int, device: str, width: int,
             amp: str, channels_last: bool = False, compile_step: bool = False) -> dict:
     """Time ``steps`` training steps after one warm-up step (runs in the child process)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
     from duetseg.config import MethodConfig, ModelConfig
     from duetseg.methods import MethodContext, build_method
@@ -45,9 +46,9 @@ def measure(method: str, crop: int, steps: int, device: str, width: int,
 
     losses = torch.compile(model.training_losses) if compile_step else model.training_losses
 
-    def step(i: int) -> None:
+    def step(i: int, fn=losses) -> None:
         with autocast_context(dev, amp):
-            loss = losses(image, label, i)["loss"]
+            loss = fn(image, label, i)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -68,7 +69,11 @@ def measure(method: str, crop: int, steps: int, device: str, width: int,
     peak_gib = (torch.cuda.max_memory_allocated() if dev.type == "cuda"
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
     params = sum(p.numel() for p in model.trainable_parameters())
-    return {"method": method, "crop": crop, "s_per_it": seconds, "peak_gib": peak_gib,
+    with FlopCounterMode(display=False) as counter:  # eager: the same arithmetic, counted
+        step(steps + 2, model.training_losses)
+    flops = counter.get_total_flops()
+    return {"gflop": flops / 1e9, "tflops": flops / seconds / 1e12,
+            "method": method, "crop": crop, "s_per_it": seconds, "peak_gib": peak_gib,
             "params_m": params / 1e6, "device": device, "amp": amp,
             "channels_last": channels_last, "compile": compile_step, "warmup_s": warmup_s}
 
@@ -104,11 +109,12 @@ def main() -> None:
             print(rows[-1], flush=True)
     mem = "peak RSS GiB" if args.device == "cpu" else "peak CUDA GiB"
     lines = [f"| method | network | crop | batch | s / iteration | {mem} | params (M) | "
-             "warm-up s |", "|---|---|---|---|---|---|---|---|"]
+             "warm-up s | GFLOP / step | TFLOP/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         net = "DuetNet (2 branches)" if r["method"] in ("ours", "supervised") else "VNet"
         lines.append(f"| {r['method']} | {net} | {r['crop']}³ | 4 | {r['s_per_it']:.3f} | "
-                     f"{r['peak_gib']:.2f} | {r['params_m']:.2f} | {r['warmup_s']:.1f} |")
+                     f"{r['peak_gib']:.2f} | {r['params_m']:.2f} | {r['warmup_s']:.1f} | "
+                     f"{r['gflop']:.1f} | {r['tflops']:.3f} |")
     append_benchmark(
         f"Training step speed and memory ({args.device}, amp {args.amp}"
         f"{', channels-last' if args.channels_last else ''}"
@@ -117,7 +123,10 @@ def main() -> None:
         "\n".join(lines),
         notes=(f"Random input, 2 labelled + 2 unlabelled crops, base width {args.width}; "
                f"mean of {args.steps} steps after two warm-up steps; each row in a fresh "
-               "process (peak memory includes the Python/torch baseline, ~0.3 GiB on CPU)."),
+               "process (peak memory includes the Python/torch baseline, ~0.3 GiB on CPU). "
+               "GFLOP / step: `torch.utils.flop_counter` over one eager step (forward + "
+               "backward; convolutions and matrix products, 1 multiply-add = 2 FLOP); "
+               "TFLOP/s = that count / the measured step time."),
     )
 
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The issue-10/13 measurements for a lent GPU, in one prioritised run with a deadline:
+#   1. the training step of the brats19 setting with its FLOP count (TFLOP/s vs the card),
+#   2. the cross-validated real-BraTS grid with 4 labelled cases (benchmarks/grids/cv_L4.yaml)
+#      with `duetseg experiment --parallel $PARALLEL`, trained and evaluated there,
+#   3. runs per hour of `duetseg experiment --parallel N` for N = 1, 2, 4, 8,
+#   4. the 2-labelled grid with two more seeds and BCP (cv_L2_seeds.yaml), with what is left,
+#   5. torch.compile on top of channels-last, if time remains.
+# Each step appends its table to BENCHMARKS.md (copied to $OUT); the evaluated runs come
+# back without weights in $OUT/gpu_runs.tar.gz (report them here with
+# `python benchmarks/gpu_grid.py report --archive ... --grid cv_L4`).
+#
+# Before the device call, here: `python benchmarks/gpu_grid.py pack` (the caches and labels
+# into local_data/gpu_pack, the wheels the device lacks into .whl/). Device call:
+#   run(command="BUDGET_S=540 bash benchmarks/gpu_protocol.sh", carry=[".whl",
+#       "local_data/gpu_pack"], timeout_s=600)
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/gpu_protocol}
+BUDGET=${BUDGET_S:-540}
+PARALLEL=${PARALLEL:-12}
+GRIDS="cv_L4 cv_L2_seeds"
+START=$(date +%s)
+mkdir -p "$OUT"
+LOG=$OUT/log.txt
+RESERVE=25  # seconds kept to collect the runs
+# shellcheck source=benchmarks/gpu_lib.sh
+source benchmarks/gpu_lib.sh
+gpu_env || exit 1
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$LOG"
+python3 -c "import torch, monai, duetseg; print(torch.__version__, monai.__version__)" \
+  2>&1 | tee -a "$LOG"
+python3 benchmarks/gpu_grid.py unpack >>"$LOG" 2>&1 || exit 1
+
+step flops 60 python3 benchmarks/train_speed.py --device cuda --crops 96 --methods ours \
+  --steps 10 --amp bf16 --channels-last
+grid() {  # grid NAME MAX_SECONDS: the parent prints when each run starts and ends
+  step "grid_$1" "$2" python3 -m duetseg experiment "benchmarks/grids/$1.yaml" \
+    --parallel "$PARALLEL" --quiet
+}
+grid cv_L4 330
+step throughput 150 python3 benchmarks/grid_throughput.py --parallel 1 2 4 8 \
+  --iterations 200
+grid cv_L2_seeds 600
+step compile_channels_last 120 python3 benchmarks/train_speed.py --device cuda --crops 96 \
+  --methods ours --steps 10 --amp bf16 --channels-last --compile
+
+# shellcheck disable=SC2086
+python3 benchmarks/gpu_grid.py collect "$OUT" --grids $GRIDS 2>&1 | tee -a "$LOG"
+cp BENCHMARKS.md "$OUT/"
+echo "=== done after $(($(date +%s) - START))s" | tee -a "$LOG"
