@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The issue-10/13 measurements for a lent GPU, in one prioritised run with a deadline:
 #   1. the training step of the brats19 setting with its FLOP count (TFLOP/s vs the card),
-#   2. the cross-validated real-BraTS grid with 4 labelled cases (benchmarks/grids/cv_L4.yaml)
-#      with `duetseg experiment --parallel $PARALLEL`, trained and evaluated there,
+#   2. the first grid of $GRIDS (benchmarks/grids/<name>.yaml; default cv_L4, the
+#      cross-validated real-BraTS protocol with 4 labelled cases) with
+#      `duetseg experiment --parallel $PARALLEL`, trained and evaluated there,
 #   3. runs per hour of `duetseg experiment --parallel N` for N = 1, 2, 4, 8,
-#   4. the 2-labelled grid with two more seeds and BCP (cv_L2_seeds.yaml), with what is left,
+#   4. the other grids (cv_L2_seeds: two more seeds and BCP; cv_L2_table2: the ablation),
+#      with what is left (a later session runs the rest: GRIDS="cv_L2_seeds ..." THROUGHPUT=0),
 #   5. torch.compile on top of channels-last, if time remains.
 # Each step appends its table to BENCHMARKS.md (copied to $OUT); the evaluated runs come
 # back without weights in $OUT/gpu_runs.tar.gz (report them here with
@@ -19,7 +21,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_protocol}
 BUDGET=${BUDGET_S:-540}
 PARALLEL=${PARALLEL:-12}
-GRIDS="cv_L4 cv_L2_seeds"
+GRIDS=${GRIDS:-cv_L4 cv_L2_seeds cv_L2_table2}  # in order; each in benchmarks/grids
+THROUGHPUT=${THROUGHPUT:-1}  # 0: skip step 3
 START=$(date +%s)
 mkdir -p "$OUT"
 LOG=$OUT/log.txt
@@ -39,10 +42,15 @@ grid() {  # grid NAME MAX_SECONDS: the parent prints when each run starts and en
   step "grid_$1" "$2" python3 -m duetseg experiment "benchmarks/grids/$1.yaml" \
     --parallel "$PARALLEL" --quiet
 }
-grid cv_L4 330
-step throughput 150 python3 benchmarks/grid_throughput.py --parallel 1 2 4 8 \
-  --iterations 200
-grid cv_L2_seeds 600
+# shellcheck disable=SC2086
+set -- $GRIDS
+grid "$1" 330
+shift
+if [ "$THROUGHPUT" = 1 ]; then
+  step throughput 150 python3 benchmarks/grid_throughput.py --parallel 1 2 4 8 \
+    --iterations 200
+fi
+for name in "$@"; do grid "$name" 600; done
 step compile_channels_last 120 python3 benchmarks/train_speed.py --device cuda --crops 96 \
   --methods ours --steps 10 --amp bf16 --channels-last --compile
 
