@@ -46,14 +46,14 @@ GRIDS = REPO / "benchmarks" / "grids"
 # left behind by collect: weights, logs and NIfTI predictions (about 1 MB a run; the
 # returned files are limited) nobody reads once the run is evaluated
 HEAVY = ("checkpoints", "tensorboard", "predictions")
-MACHINE_FILE = "machine.txt"
+MACHINE_FILE = "machine.txt"  # in each grid's out folder: where its runs trained
 # what duetseg imports that the lent GPU machine's image lacks (it has torch, numpy, scipy,
 # PyYAML, typer, tqdm, matplotlib, tensorboard); the versions of this environment travel
 WHEELS = ("monai", "nibabel", "pydantic", "pydantic_core", "annotated_types",
           "typing_inspection")
 DEVICE_PYTHON = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64")  # in each grid's out folder: where its runs trained
+             "manylinux2014_x86_64")
 
 
 def _case_files(cache: Path) -> list[Path]:
