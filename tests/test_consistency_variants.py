@@ -92,13 +92,37 @@ def test_cross_pseudo_supervision_weighs_a_small_pseudo_foreground():
     assert same.item() < loss.item()
 
 
+def test_ensemble_pseudo_keeps_the_confident_branch_label():
+    """a is sure of a tumour voxel that b doubts: CPS teaches a "background", the ensemble
+    target does not; where b is sure and a unsure, both learn b's label."""
+    fa = torch.tensor([[0.95, 0.45]])  # voxel 0: a confident fg; voxel 1: a unsure
+    fb = torch.tensor([[0.40, 0.02]])  # voxel 0: b unsure; voxel 1: b confident bg
+    la = torch.log(torch.stack([1 - fa, fa], 1)).requires_grad_(True)
+    lb = torch.log(torch.stack([1 - fb, fb], 1)).requires_grad_(True)
+
+    def ce(logits, target):  # voxel-wise CE keeps the per-voxel signs readable
+        return torch.nn.functional.cross_entropy(logits, target)
+
+    ga_cps = torch.autograd.grad(cross_pseudo_supervision([la, lb], ce), la)[0]
+    ga_ens, gb_ens = torch.autograd.grad(
+        cross_pseudo_supervision([la, lb], ce, include_self=True), [la, lb])
+    assert ga_cps[0, 1, 0] > 0  # CPS: b's argmax (bg) pushes a's fg logit down
+    assert ga_ens[0, 1, 0] < 0 and gb_ens[0, 1, 0] < 0  # ensemble fg: both pushed up
+    assert ga_ens[0, 1, 1] > 0 and gb_ens[0, 1, 1] > 0  # ensemble bg at voxel 1
+    # identical branches: the ensemble target equals the cross target
+    same = [la.detach(), la.detach()]
+    assert torch.equal(cross_pseudo_supervision(same, ce, include_self=True),
+                       cross_pseudo_supervision(same, ce))
+
+
 def _ctx(**options) -> MethodContext:
     return MethodContext(("t1ce", "t2"), 2, ModelConfig(base_width=4, dropout=0.0),
                          MethodConfig(name="ours", options=options), 100)
 
 
 @pytest.mark.parametrize("consistency",
-                         ["mse", "confident_teacher", "hard_pseudo", "cross_pseudo"])
+                         ["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
+                          "ensemble_pseudo"])
 def test_ours_consistency_options_train(consistency):
     torch.manual_seed(0)
     method = build_method(_ctx(consistency=consistency))

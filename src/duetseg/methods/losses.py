@@ -112,8 +112,8 @@ def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float) -> torch.Tensor
 
 
 def cross_pseudo_supervision(logits: list[torch.Tensor],
-                             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                             ) -> torch.Tensor:
+                             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                             include_self: bool = False) -> torch.Tensor:
     """Cross pseudo supervision: each branch learns the others' argmax with ``loss_fn``.
 
     Branch ``m``'s target is the argmax of the mean detached softmax of the other branches,
@@ -122,18 +122,28 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
     background however small it is, so agreeing on "background everywhere" is not the
     cheapest way down when one branch still sees a tumour.
 
+    With ``include_self`` every branch learns the argmax of the mean of *all* branches
+    (the ensemble's prediction): per voxel the more confident branch carries the label, so
+    a branch that is confidently right is not taught the other's unsure mistake.
+
     Args:
         logits: logits of each branch ``(B, C, ...)``, same shape.
         loss_fn: ``(logits, target) -> scalar``, e.g. :class:`SupervisedLoss`.
+        include_self: target from every branch (ensemble) instead of the other ones.
 
     Returns:
         Scalar loss, summed over branches.
     """
     probs = [torch.softmax(lg.detach(), 1) for lg in logits]
+    ensemble = class_argmax(torch.stack(probs).mean(0)) if include_self else None
     total = logits[0].new_zeros(())
     for m, lg in enumerate(logits):
-        others = torch.stack([q for n, q in enumerate(probs) if n != m]).mean(0)
-        total = total + loss_fn(lg, class_argmax(others))
+        if ensemble is None:
+            target = class_argmax(torch.stack([q for n, q in enumerate(probs) if n != m])
+                                  .mean(0))
+        else:
+            target = ensemble
+        total = total + loss_fn(lg, target)
     return total
 
 

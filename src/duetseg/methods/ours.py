@@ -50,7 +50,8 @@ class Ours(DualBranchMethod):
     more confident branch teaches the other, :func:`confident_teacher_mse`),
     ``hard_pseudo`` (cross pseudo-labels masked at ``pseudo_threshold``,
     :func:`hard_pseudo_ce`) or ``cross_pseudo`` (unmasked cross pseudo-labels learnt with the
-    supervised CE + Dice, :func:`cross_pseudo_supervision`).
+    supervised CE + Dice, :func:`cross_pseudo_supervision`) or ``ensemble_pseudo`` (the same,
+    every branch learning the argmax of both branches' mean softmax).
 
     ``method.options.cross_branch_grad: false`` passes the unlabelled crops through detached
     MMF gates (:meth:`DuetNet.forward` ``detach_gates_from``): the branches still see each
@@ -68,8 +69,8 @@ class Ours(DualBranchMethod):
     class Options(StrictModel):
         # cross_pseudo by the cross-validated real-data numbers (BENCHMARKS.md); the paper's
         # soft MSE ("mse") collapsed to background there. Preset `paper` pins "mse".
-        consistency: Literal["mse", "confident_teacher", "hard_pseudo",
-                             "cross_pseudo"] = "cross_pseudo"
+        consistency: Literal["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
+                             "ensemble_pseudo"] = "cross_pseudo"
         pseudo_threshold: float = Field(default=0.8, ge=0.0, lt=1.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
         mcml: bool = True
@@ -85,8 +86,9 @@ class Ours(DualBranchMethod):
         """The unsupervised term on the unlabelled part of the branches' logits."""
         if self.options.consistency == "hard_pseudo":
             return hard_pseudo_ce(logits, self.options.pseudo_threshold)
-        if self.options.consistency == "cross_pseudo":
-            return cross_pseudo_supervision(logits, self.sup_loss)
+        if self.options.consistency in ("cross_pseudo", "ensemble_pseudo"):
+            return cross_pseudo_supervision(
+                logits, self.sup_loss, include_self=self.options.consistency == "ensemble_pseudo")
         probs = [torch.softmax(lg, 1) for lg in logits]
         if self.options.consistency == "confident_teacher":
             return confident_teacher_mse(probs)

@@ -77,16 +77,20 @@ def table1_runs(runs: list[RunRecord]) -> list[RunRecord]:
 
 
 def runs_phrase(runs: list[RunRecord]) -> str:
-    """How a group of runs varies, e.g. ``2 seeds``, ``5 folds`` or ``4 runs (2 seeds × 2
-    splits)`` (splits = distinct :attr:`RunRecord.split_key`)."""
-    seeds = len({r.seed for r in runs})
+    """How a group of runs varies, e.g. ``2 seeds``, ``5 folds``, ``6 runs (2 seeds × 3
+    folds)`` (repeated cross-validation: each seed its own partition) or ``4 runs (2 seeds ×
+    2 splits)`` (splits = distinct :attr:`RunRecord.split_key`)."""
+    seeds = {r.seed for r in runs}
     splits = len({r.split_key for r in runs})
+    folds = all(r.fold is not None for r in runs)
     if splits == 1:
         return f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
-    if seeds == 1:
-        word = "folds" if all(r.fold is not None for r in runs) else "splits"
-        return f"{len(runs)} {word}"
-    return f"{len(runs)} runs ({seeds} seeds × {splits} splits)"
+    if len(seeds) == 1:
+        return f"{len(runs)} {'folds' if folds else 'splits'}"
+    per_seed = {len({r.fold for r in runs if r.seed == s}) for s in seeds}
+    if folds and len(per_seed) == 1 and len(runs) == len(seeds) * min(per_seed):
+        return f"{len(runs)} runs ({len(seeds)} seeds × {min(per_seed)} folds)"
+    return f"{len(runs)} runs ({len(seeds)} seeds × {splits} splits)"
 
 
 def group_label(runs: list[RunRecord], labeled: int) -> str:

@@ -1,9 +1,4 @@
-"""Typed configuration (pydantic) for preparation and training.
-
-Every model forbids unknown keys, so a typo in a YAML file is an error, not a silent default.
-Presets live in ``duetseg/presets/*.yaml``; ``load_config`` merges a preset or file with
-dotted overrides such as ``train.max_iterations=200``.
-"""
+"""Settings of a training run: splits, model, method, training, inference (``config.yaml``)."""
 
 from __future__ import annotations
 
@@ -11,120 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from duetseg.data.discovery import LAYOUTS
-from duetseg.errors import ConfigError
+from duetseg.config.base import StrictModel, Triple
 
-__all__ = [
-    "StrictModel",
-    "NormalizationConfig",
-    "RegistrationConfig",
-    "PrepareConfig",
-    "SplitConfig",
-    "ModelConfig",
-    "MethodConfig",
-    "TrainConfig",
-    "InferenceConfig",
-    "Config",
-    "PRESET_DIR",
-    "list_presets",
-    "load_config",
-    "apply_overrides",
-]
-
-PRESET_DIR = Path(__file__).parent / "presets"
-
-Triple = tuple[int, int, int]
-# "auto" or an input layout of duetseg.data.discovery.LAYOUT_REGISTRY
-LayoutName = Literal[("auto", *LAYOUTS)]
-
-
-class StrictModel(BaseModel):
-    """Base model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class NormalizationConfig(StrictModel):
-    """Intensity normalisation of one modality.
-
-    ``minmax`` (the paper) maps the non-zero range to [0, 1]; ``percentile_minmax`` clips to
-    the given percentiles of non-zero voxels first; ``zscore_nonzero`` standardises with the
-    mean/std of non-zero voxels; ``ct_window`` maps the HU window level ± width/2 to [0, 1].
-    """
-
-    scheme: Literal["minmax", "percentile_minmax", "zscore_nonzero", "ct_window"] = "minmax"
-    lower_percentile: float = 0.5
-    upper_percentile: float = 99.5
-    window_level: float = 40.0
-    window_width: float = 400.0
-
-
-class RegistrationConfig(StrictModel):
-    """Rigid registration of modalities to a reference one (CT + MR), see
-    :mod:`duetseg.data.registration`.
-
-    ``reference`` None means the first modality whose normalisation is not ``ct_window`` (the
-    MR), else the first modality. ``initialization``: ``geometry`` aligns the image centres,
-    ``moments`` the intensity centres of mass, ``header`` trusts the files' world
-    coordinates. The plausibility limits bound the rotation and the shift of the reference
-    image's centre that the optimiser adds to the initialisation; the final metric (Mattes MI,
-    lower is better) must beat the initial one and stay below ``max_metric`` (None: no bound;
-    -0.05 rejects images that share no structure, whose MI is about 0). ``skip_same_grid``: a
-    modality already on the reference grid is taken as aligned and not registered.
-    """
-
-    enabled: bool = False
-    reference: str | None = None
-    initialization: Literal["geometry", "moments", "header"] = "geometry"
-    skip_same_grid: bool = True
-    histogram_bins: int = Field(default=32, ge=4)
-    sampling_percentage: float = Field(default=0.25, gt=0.0, le=1.0)
-    seed: int = Field(default=1, ge=1)  # SimpleITK reads seed 0 as "wall clock"
-    learning_rate: float = Field(default=2.0, gt=0.0)
-    iterations: int = Field(default=200, ge=1)
-    shrink_factors: list[int] = Field(default_factory=lambda: [4, 2, 1], min_length=1)
-    smoothing_sigmas: list[float] = Field(default_factory=lambda: [2.0, 1.0, 0.0], min_length=1)
-    max_rotation_deg: float = Field(default=30.0, gt=0.0)
-    max_translation_mm: float = Field(default=50.0, gt=0.0)
-    max_metric: float | None = -0.05
-    num_threads: int = Field(default=1, ge=1)  # 1: bit-identical results on every machine
-
-    @model_validator(mode="after")
-    def _levels_match(self) -> RegistrationConfig:
-        if len(self.shrink_factors) != len(self.smoothing_sigmas):
-            raise ValueError(f"shrink_factors {self.shrink_factors} and smoothing_sigmas "
-                             f"{self.smoothing_sigmas} need one entry per level each")
-        return self
-
-
-class PrepareConfig(StrictModel):
-    """Settings of ``duetseg prepare``; their fingerprint decides whether a cache is reused."""
-
-    modalities: list[str] = Field(default_factory=lambda: ["t1ce", "t2"], min_length=2)
-    layout: LayoutName = "auto"
-    target_spacing: tuple[float, float, float] | None = None
-    crop_margin: int = Field(default=0, ge=0)
-    normalization: dict[str, NormalizationConfig] = Field(default_factory=dict)
-    default_normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
-    # "whole_tumour": any label > 0 becomes 1 (BraTS). "identity": values must already be
-    # 0..num_classes-1. A dict maps original values to classes; other values are errors.
-    label_mapping: Literal["whole_tumour", "identity"] | dict[int, int] = "identity"
-    num_classes: int = Field(default=2, ge=2)
-    registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
-
-    @model_validator(mode="after")
-    def _reference_is_a_modality(self) -> PrepareConfig:
-        ref = self.registration.reference
-        if ref is not None and ref not in self.modalities:
-            raise ValueError(f"registration reference {ref!r} is not one of the modalities "
-                             f"{self.modalities}")
-        return self
-
-    def normalization_for(self, modality: str) -> NormalizationConfig:
-        """Return the normalisation of ``modality`` (its own entry or the default)."""
-        return self.normalization.get(modality, self.default_normalization)
+__all__ = ["SplitConfig", "ModelConfig", "MethodConfig", "TrainConfig", "InferenceConfig",
+           "Config"]
 
 
 class SplitConfig(StrictModel):
@@ -302,80 +189,3 @@ class Config(StrictModel):
     def to_yaml(self) -> str:
         """Serialise to YAML (paths and tuples as plain types)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def list_presets() -> list[str]:
-    """Names of the built-in presets."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _read_yaml(source: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Read a preset or file; an ``extends: <preset or file>`` key inherits from another."""
-    path = Path(source)
-    if not path.exists():
-        candidate = PRESET_DIR / f"{source}.yaml"
-        if candidate.exists():
-            path = candidate
-        else:
-            raise ConfigError(
-                f"config {source!r} is neither a file nor a preset (presets: {list_presets()})"
-            )
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    parent = data.pop("extends", None)
-    if parent is not None:
-        if str(parent) in _seen:
-            raise ConfigError(f"{path}: circular `extends: {parent}`")
-        data = _deep_merge(_read_yaml(parent, (*_seen, str(parent))), data)
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        key, raw = item.split("=", 1)
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return data
-
-
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a preset name or YAML file, apply overrides and validate.
-
-    Args:
-        source: preset name (see ``list_presets``) or path to a YAML file; None = defaults.
-        overrides: dotted ``key=value`` strings.
-
-    Returns:
-        The validated config.
-
-    Raises:
-        ConfigError: unknown file, bad YAML, unknown keys or invalid values.
-    """
-    data = _read_yaml(source) if source is not None else {}
-    data = apply_overrides(data, overrides or [])
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid config {source or '(defaults)'}:\n{exc}") from exc
