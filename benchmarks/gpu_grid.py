@@ -38,7 +38,7 @@ from common import REPO, append_benchmark, machine
 from cv_protocol import report_tables
 
 from duetseg.run.layout import RunDir
-from duetseg.workflows.experiment import load_grid, plan_grid
+from duetseg.workflows.experiment import GridConfig, load_grid, plan_grid
 
 LOCAL = REPO / "local_data"
 PACK = LOCAL / "gpu_pack"
@@ -109,9 +109,8 @@ def unpack(pack_dir: Path = PACK, local: Path = LOCAL) -> list[Path]:
     return caches
 
 
-def evaluated_runs(grid_file: Path) -> list[Path]:
-    """The run directories of a grid that have their test evaluation."""
-    grid = load_grid(grid_file)
+def evaluated_runs(grid: GridConfig) -> list[Path]:
+    """The run directories of a grid that have their evaluation."""
     return [r.run_dir for r in plan_grid(grid) if RunDir(r.run_dir).is_evaluated(grid.split)]
 
 
@@ -121,12 +120,13 @@ def collect(out: Path, grid_files: list[Path]) -> None:
     count = 0
     with tarfile.open(out / "gpu_runs.tar.gz", "w:gz") as tar:
         for grid_file in grid_files:
-            out_dir = load_grid(grid_file).out.resolve()
+            grid = load_grid(grid_file)
+            out_dir = grid.out.resolve()
             if out_dir.is_dir():
                 (out_dir / MACHINE_FILE).write_text(machine() + "\n")
                 tar.add(out_dir / MACHINE_FILE,
                         arcname=str((out_dir / MACHINE_FILE).relative_to(REPO)))
-            for run_dir in evaluated_runs(grid_file):
+            for run_dir in evaluated_runs(grid):
                 tar.add(run_dir, arcname=str(run_dir.resolve().relative_to(REPO)),
                         filter=lambda info: None if Path(info.name).name in HEAVY else info)
                 count += 1
@@ -140,10 +140,10 @@ def report(archive: Path | None, grid_name: str, reference: str, baseline: str,
         with tarfile.open(archive) as tar:
             tar.extractall(REPO, filter="data")
     grid_file = GRIDS / f"{grid_name}.yaml"
-    done = evaluated_runs(grid_file)
-    if not done:
-        sys.exit(f"no evaluated run of {grid_file} under {load_grid(grid_file).out}")
     grid = load_grid(grid_file)
+    done = evaluated_runs(grid)
+    if not done:
+        sys.exit(f"no evaluated run of {grid_file} under {grid.out}")
     missing = sorted({r.name for r in plan_grid(grid)} - {d.name for d in done})
     tables = report_tables(done, grid.out.parent / f"report_{grid.out.name}", reference,
                            baseline, versus)
