@@ -50,7 +50,6 @@ with weights ``W``. Interpretation choices:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -61,46 +60,11 @@ from duetseg.config import StrictModel
 from duetseg.methods.base import MethodContext
 from duetseg.methods.ema import EMATeacher
 from duetseg.methods.losses import class_argmax
+from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour, paste
 from duetseg.methods.single import SingleNetworkMethod
 
 __all__ = ["BCP", "cuboid_mask", "paste", "bidirectional_mix", "pair_indices",
            "weighted_cross_entropy", "weighted_dice_loss", "part_loss"]
-
-
-def cuboid_mask(n: int, shape: Sequence[int], ratio: float,
-                device: torch.device | str | None = None) -> torch.Tensor:
-    """``n`` boolean masks, each True inside one axis-aligned cuboid.
-
-    Args:
-        n: number of masks.
-        shape: spatial shape of a crop, e.g. ``(X, Y, Z)``.
-        ratio: cuboid side / crop side along each axis, in (0, 1].
-        device: where the masks are made (the positions are drawn on the CPU generator).
-
-    Returns:
-        ``(n, *shape)`` bool; cuboid sides ``max(1, floor(ratio x side))``, start positions
-        uniform over the valid ones, independent per mask and axis.
-    """
-    sizes = [max(1, math.floor(ratio * s + 1e-6)) for s in shape]
-    starts = [torch.randint(0, s - k + 1, (n,)) for s, k in zip(shape, sizes)]
-    mask = torch.ones((n, *shape), dtype=torch.bool, device=device)
-    for axis, (s, k, start) in enumerate(zip(shape, sizes, starts)):
-        coord = torch.arange(s, device=device)
-        start = start.to(device).unsqueeze(1)
-        view = [n] + [1] * len(shape)
-        view[axis + 1] = s
-        mask = mask & ((coord >= start) & (coord < start + k)).view(view)
-    return mask
-
-
-def paste(inside: torch.Tensor, outside: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``inside ⊙ M + outside ⊙ (1 − M)`` for a boolean ``(n, *spatial)`` mask.
-
-    Works for images ``(n, K, *spatial)`` (the mask is broadcast over channels) and for
-    label maps ``(n, *spatial)`` (dtype kept).
-    """
-    m = mask.unsqueeze(1) if inside.dim() == mask.dim() + 1 else mask
-    return torch.where(m, inside, outside)
 
 
 def bidirectional_mix(x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor,
@@ -208,8 +172,7 @@ class BCP(SingleNetworkMethod):
     def labeled_copy_paste(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Stage-1 loss: crop ``i``'s cuboid pasted into crop ``i + 1``; CE + Dice."""
         mask = self.draw_mask(label.shape[0], label.shape[1:], label.device)
-        mixed = paste(image, torch.roll(image, -1, 0), mask)
-        target = paste(label, torch.roll(label, -1, 0), mask)
+        mixed, target = cutmix_with_neighbour([image, label], mask)
         return self.sup_loss(self.net(mixed), target)
 
     def training_losses(self, image, label, iteration):

@@ -41,7 +41,8 @@ class SupervisedLoss(torch.nn.Module):
         return F.cross_entropy(logits, target) + self.dice(logits, target.unsqueeze(1))
 
 
-def cross_branch_mse(probs: list[torch.Tensor]) -> torch.Tensor:
+def cross_branch_mse(probs: list[torch.Tensor],
+                     teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Contrastive mutual learning (paper Eq. 5-6): each branch pulled to the others' targets.
 
     For two branches this is ``mean((p_a - sg(p_b))^2) + mean((p_b - sg(p_a))^2)``; with K > 2
@@ -50,19 +51,23 @@ def cross_branch_mse(probs: list[torch.Tensor]) -> torch.Tensor:
 
     Args:
         probs: softmax probabilities of each branch, same shape.
+        teacher: the targets' source, one per branch (default ``probs``; e.g. predictions
+            on unmixed crops mixed like the inputs, ``method.options.cutmix``).
 
     Returns:
         Scalar loss.
     """
+    source = probs if teacher is None else teacher
     total = probs[0].new_zeros(())
     for m, p in enumerate(probs):
-        others = [q.detach() for n, q in enumerate(probs) if n != m]
+        others = [q.detach() for n, q in enumerate(source) if n != m]
         target = others[0] if len(others) == 1 else torch.stack(others).mean(0)
         total = total + torch.mean((p - target) ** 2)
     return total
 
 
-def confident_teacher_mse(probs: list[torch.Tensor]) -> torch.Tensor:
+def confident_teacher_mse(probs: list[torch.Tensor],
+                          teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Per voxel, the most confident branch teaches the others (MSE to its detached softmax).
 
     Confidence is a branch's largest class probability at the voxel. The teaching branch
@@ -72,11 +77,13 @@ def confident_teacher_mse(probs: list[torch.Tensor]) -> torch.Tensor:
 
     Args:
         probs: softmax probabilities of each branch ``(B, C, ...)``, same shape.
+        teacher: the targets' source, as in :func:`cross_branch_mse`.
 
     Returns:
         Scalar loss.
     """
-    stacked = torch.stack([p.detach() for p in probs])  # (K, B, C, ...)
+    source = probs if teacher is None else teacher
+    stacked = torch.stack([p.detach() for p in source])  # (K, B, C, ...)
     teacher = class_argmax(stacked.amax(dim=2), dim=0).unsqueeze(0)  # (1, B, ...)
     target = torch.gather(stacked, 0, teacher.unsqueeze(2).expand_as(stacked[:1]))[0]
     total = probs[0].new_zeros(())
@@ -86,7 +93,8 @@ def confident_teacher_mse(probs: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
-def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float) -> torch.Tensor:
+def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float,
+                   teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Cross pseudo-labels: each branch learns the others' argmax where they are confident.
 
     Branch ``m``'s target is the argmax of the mean detached softmax of the other branches;
@@ -97,11 +105,12 @@ def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float) -> torch.Tensor
     Args:
         logits: logits of each branch ``(B, C, ...)``, same shape.
         threshold: confidence in [0, 1) a pseudo-label needs.
+        teacher: the pseudo-labels' source logits, as in :func:`cross_branch_mse`.
 
     Returns:
         Scalar loss.
     """
-    probs = [torch.softmax(lg.detach(), 1) for lg in logits]
+    probs = [torch.softmax(lg.detach(), 1) for lg in (logits if teacher is None else teacher)]
     total = logits[0].new_zeros(())
     for m, lg in enumerate(logits):
         others = torch.stack([q for n, q in enumerate(probs) if n != m]).mean(0)
@@ -113,7 +122,8 @@ def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float) -> torch.Tensor
 
 def cross_pseudo_supervision(logits: list[torch.Tensor],
                              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                             include_self: bool = False) -> torch.Tensor:
+                             include_self: bool = False,
+                             teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Cross pseudo supervision: each branch learns the others' argmax with ``loss_fn``.
 
     Branch ``m``'s target is the argmax of the mean detached softmax of the other branches,
@@ -130,11 +140,12 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
         logits: logits of each branch ``(B, C, ...)``, same shape.
         loss_fn: ``(logits, target) -> scalar``, e.g. :class:`SupervisedLoss`.
         include_self: target from every branch (ensemble) instead of the other ones.
+        teacher: the pseudo-labels' source logits, as in :func:`cross_branch_mse`.
 
     Returns:
         Scalar loss, summed over branches.
     """
-    probs = [torch.softmax(lg.detach(), 1) for lg in logits]
+    probs = [torch.softmax(lg.detach(), 1) for lg in (logits if teacher is None else teacher)]
     ensemble = class_argmax(torch.stack(probs).mean(0)) if include_self else None
     total = logits[0].new_zeros(())
     for m, lg in enumerate(logits):
@@ -186,9 +197,9 @@ def masked_branch_supervised(loss_fn: Callable[[torch.Tensor, torch.Tensor], tor
     return total
 
 
-def masked_branch_consistency(loss_fn: Callable[[list[torch.Tensor]], torch.Tensor],
-                              logits: list[torch.Tensor],
-                              present: torch.Tensor) -> torch.Tensor:
+def masked_branch_consistency(loss_fn: Callable[..., torch.Tensor],
+                              logits: list[torch.Tensor], present: torch.Tensor,
+                              teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
     """A cross-branch consistency term where each crop involves its present branches only.
 
     ``loss_fn`` is one of the consistency terms above (a sum over the branches it is given
@@ -199,9 +210,11 @@ def masked_branch_consistency(loss_fn: Callable[[list[torch.Tensor]], torch.Tens
     count as zero) and equals ``loss_fn(logits)`` when every input is present.
 
     Args:
-        loss_fn: ``list of K' >= 2 logits (B', C, ...) -> scalar``.
+        loss_fn: ``list of K' >= 2 logits (B', C, ...) -> scalar``; with ``teacher``,
+            ``(logits, teacher logits) -> scalar``.
         logits: K branch logits ``(B, C, ...)``.
         present: bool ``(B, K)`` mask of the present inputs.
+        teacher: K teacher logits, same shapes, subset like ``logits`` (None: not passed).
 
     Returns:
         Scalar loss.
@@ -217,5 +230,9 @@ def masked_branch_consistency(loss_fn: Callable[[list[torch.Tensor]], torch.Tens
             continue
         idx = torch.tensor(rows, device=logits[0].device)
         part = [logits[m].index_select(0, idx) for m in branches]
-        total = total + loss_fn(part) * (len(rows) / batch)
+        if teacher is None:
+            value = loss_fn(part)
+        else:
+            value = loss_fn(part, [teacher[m].index_select(0, idx) for m in branches])
+        total = total + value * (len(rows) / batch)
     return total

@@ -13,6 +13,15 @@ alpha = 1 (paper) and the usual ``exp(-5(1-t)^2)`` ramp-up over ``method.rampup_
 of training (0 disables it). ``method.options.mcml: false`` drops the unsupervised term
 (ablation), so only labelled crops are used.
 
+``method.options.cutmix: true`` (off by default; not in the paper) perturbs the unlabelled
+crops as in cross pseudo supervision's semi-supervised recipe: the branches first predict
+the unmixed unlabelled crops without gradient, unlabelled crop ``i``'s cuboid (side
+``cutmix_ratio`` of the crop's) is pasted into crop ``i + 1``, and the consistency term
+compares the branches' outputs on the mixed crops with those predictions mixed the same
+way, so a branch must reproduce a target it predicted with the whole context from a crop
+whose context was replaced. The cuboids come from the global torch generator (saved in
+checkpoints, so resuming stays exact).
+
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
 no supervised loss on that crop (batch Dice over the crops where it is present) and takes
 no part in that crop's consistency term, which only compares the present branches and is
@@ -38,6 +47,7 @@ from duetseg.methods.losses import (
     hard_pseudo_ce,
     masked_branch_consistency,
 )
+from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 
 __all__ = ["Ours"]
 
@@ -77,37 +87,78 @@ class Ours(DualBranchMethod):
         # False: the unlabelled crops go through detached MMF gates, so each branch's
         # consistency loss moves only that branch (forward values unchanged)
         cross_branch_grad: bool = True
+        # True: unlabelled crop i's cuboid is pasted into crop i + 1 before the forward
+        # pass, and the consistency targets are the branches' predictions on the unmixed
+        # crops (one extra forward pass without gradient) mixed the same way (CutMix, as in
+        # cross pseudo supervision's semi-supervised recipe)
+        cutmix: bool = False
+        # cuboid side / crop side per axis (0.8: about half the crop's volume)
+        cutmix_ratio: float = Field(default=0.8, gt=0.0, le=1.0)
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.uses_unlabeled = self.options.mcml
 
-    def consistency(self, logits: list[torch.Tensor]) -> torch.Tensor:
-        """The unsupervised term on the unlabelled part of the branches' logits."""
-        if self.options.consistency == "hard_pseudo":
-            return hard_pseudo_ce(logits, self.options.pseudo_threshold)
-        if self.options.consistency in ("cross_pseudo", "ensemble_pseudo"):
-            return cross_pseudo_supervision(
-                logits, self.sup_loss, include_self=self.options.consistency == "ensemble_pseudo")
+    def consistency(self, logits: list[torch.Tensor],
+                    teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The unsupervised term on the unlabelled part of the branches' logits.
+
+        Args:
+            logits: the branches' logits on the unlabelled crops.
+            teacher: logits the targets come from (default ``logits``; with ``cutmix``
+                the predictions on the unmixed crops, mixed like the inputs).
+        """
+        kind = self.options.consistency
+        if kind == "hard_pseudo":
+            return hard_pseudo_ce(logits, self.options.pseudo_threshold, teacher)
+        if kind in ("cross_pseudo", "ensemble_pseudo"):
+            return cross_pseudo_supervision(logits, self.sup_loss,
+                                            include_self=kind == "ensemble_pseudo",
+                                            teacher=teacher)
         probs = [torch.softmax(lg, 1) for lg in logits]
-        if self.options.consistency == "confident_teacher":
-            return confident_teacher_mse(probs)
-        return cross_branch_mse(probs)
+        targets = None if teacher is None else [torch.softmax(lg, 1) for lg in teacher]
+        if kind == "confident_teacher":
+            return confident_teacher_mse(probs, targets)
+        return cross_branch_mse(probs, targets)
+
+    def mix_unlabelled(self, image: torch.Tensor, n: int, present: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """CutMix of the unlabelled crops ``image[n:]`` (``cutmix``).
+
+        Returns:
+            ``(batch with the mixed unlabelled crops, teacher logits mixed the same way,
+            present mask of the mixed crops)``; a mixed crop keeps a branch only where both
+            of its sources had that input (modality dropout).
+        """
+        unlabelled = image[n:]
+        with torch.no_grad():
+            teacher = [lg.detach() for lg in self.net(unlabelled)]
+        mask = cuboid_mask(unlabelled.shape[0], unlabelled.shape[2:], self.options.cutmix_ratio,
+                           image.device)
+        mixed, *teacher = cutmix_with_neighbour([unlabelled, *teacher], mask)
+        if present is not None:
+            present = present[n:] & torch.roll(present[n:], -1, 0)
+        return torch.cat([image[:n], mixed]), teacher, present
 
     def training_losses(self, image, label, iteration):
         n = label.shape[0]
+        unsupervised = self.uses_unlabeled and image.shape[0] > n
         detach = None if self.options.cross_branch_grad or not self.uses_unlabeled else n
-        logits = self.net(image, detach_gates_from=detach)
         present = self.present_mask()
+        teacher, present_u = None, None if present is None else present[n:]
+        if unsupervised and self.options.cutmix:
+            image, teacher, present_u = self.mix_unlabelled(image, n, present)
+        logits = self.net(image, detach_gates_from=detach)
         sup = self.supervised(logits, label, present)
         losses = {"sup": sup}
         total = sup
-        if self.uses_unlabeled and image.shape[0] > n:
+        if unsupervised:
             unlabelled = [lg[n:] for lg in logits]
-            if present is None:
-                unsup = self.consistency(unlabelled)
+            if present_u is None:
+                unsup = self.consistency(unlabelled, teacher)
             else:
-                unsup = masked_branch_consistency(self.consistency, unlabelled, present[n:])
+                unsup = masked_branch_consistency(self.consistency, unlabelled, present_u,
+                                                  teacher)
             total = self.add_unsupervised(losses, total, unsup, iteration)
         losses["loss"] = total
         return losses
