@@ -90,7 +90,8 @@ class Ours(DualBranchMethod):
         # True: unlabelled crop i's cuboid is pasted into crop i + 1 before the forward
         # pass, and the consistency targets are the branches' predictions on the unmixed
         # crops (one extra forward pass without gradient) mixed the same way (CutMix, as in
-        # cross pseudo supervision's semi-supervised recipe)
+        # cross pseudo supervision's semi-supervised recipe); off: on real BraTS it
+        # over-segmented and scored below the default (BENCHMARKS.md)
         cutmix: bool = False
         # cuboid side / crop side per axis (0.8: about half the crop's volume)
         cutmix_ratio: float = Field(default=0.8, gt=0.0, le=1.0)
