@@ -84,13 +84,19 @@ def confident_teacher_mse(probs: list[torch.Tensor],
     """
     source = probs if teacher is None else teacher
     stacked = torch.stack([p.detach() for p in source])  # (K, B, C, ...)
-    teacher = class_argmax(stacked.amax(dim=2), dim=0).unsqueeze(0)  # (1, B, ...)
-    target = torch.gather(stacked, 0, teacher.unsqueeze(2).expand_as(stacked[:1]))[0]
+    teaching = class_argmax(stacked.amax(dim=2), dim=0).unsqueeze(0)  # (1, B, ...)
+    target = torch.gather(stacked, 0, teaching.unsqueeze(2).expand_as(stacked[:1]))[0]
     total = probs[0].new_zeros(())
     for m, p in enumerate(probs):
-        student = (teacher[0] != m).unsqueeze(1).to(p.dtype)
+        student = (teaching[0] != m).unsqueeze(1).to(p.dtype)
         total = total + torch.mean(student * (p - target) ** 2)
     return total
+
+
+def _target_probs(logits: list[torch.Tensor],
+                  teacher: list[torch.Tensor] | None) -> list[torch.Tensor]:
+    """Detached softmax of the pseudo-labels' source: ``teacher`` if given, else ``logits``."""
+    return [torch.softmax(lg.detach(), 1) for lg in (logits if teacher is None else teacher)]
 
 
 def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float,
@@ -110,7 +116,7 @@ def hard_pseudo_ce(logits: list[torch.Tensor], threshold: float,
     Returns:
         Scalar loss.
     """
-    probs = [torch.softmax(lg.detach(), 1) for lg in (logits if teacher is None else teacher)]
+    probs = _target_probs(logits, teacher)
     total = logits[0].new_zeros(())
     for m, lg in enumerate(logits):
         others = torch.stack([q for n, q in enumerate(probs) if n != m]).mean(0)
@@ -145,7 +151,7 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
     Returns:
         Scalar loss, summed over branches.
     """
-    probs = [torch.softmax(lg.detach(), 1) for lg in (logits if teacher is None else teacher)]
+    probs = _target_probs(logits, teacher)
     ensemble = class_argmax(torch.stack(probs).mean(0)) if include_self else None
     total = logits[0].new_zeros(())
     for m, lg in enumerate(logits):

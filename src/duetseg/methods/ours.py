@@ -133,7 +133,7 @@ class Ours(DualBranchMethod):
         """
         unlabelled = image[n:]
         with torch.no_grad():
-            teacher = [lg.detach() for lg in self.net(unlabelled)]
+            teacher = list(self.net(unlabelled))
         mask = cuboid_mask(unlabelled.shape[0], unlabelled.shape[2:], self.options.cutmix_ratio,
                            image.device)
         mixed, *teacher = cutmix_with_neighbour([unlabelled, *teacher], mask)
@@ -146,7 +146,8 @@ class Ours(DualBranchMethod):
         unsupervised = self.uses_unlabeled and image.shape[0] > n
         detach = None if self.options.cross_branch_grad or not self.uses_unlabeled else n
         present = self.present_mask()
-        teacher, present_u = None, None if present is None else present[n:]
+        teacher = None
+        present_u = None if present is None else present[n:]
         if unsupervised and self.options.cutmix:
             image, teacher, present_u = self.mix_unlabelled(image, n, present)
         logits = self.net(image, detach_gates_from=detach)
