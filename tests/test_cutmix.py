@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _ours_views import ours, record_views
 
-from duetseg.config import MethodConfig, ModelConfig
-from duetseg.methods import MethodContext, build_method
 from duetseg.methods.losses import (
     SupervisedLoss,
     class_argmax,
@@ -15,11 +14,6 @@ from duetseg.methods.losses import (
     masked_branch_consistency,
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
-
-
-def _ctx(**options) -> MethodContext:
-    return MethodContext(("t1ce", "t2"), 2, ModelConfig(base_width=4, dropout=0.0),
-                         MethodConfig(name="ours", options=options), 100)
 
 
 def test_cutmix_with_neighbour_mixes_every_tensor_the_same_way():
@@ -81,21 +75,8 @@ def test_masked_consistency_passes_the_teacher_rows_of_each_group():
 
 def test_ours_cutmix_predicts_unmixed_crops_then_learns_their_mixed_predictions(monkeypatch):
     torch.manual_seed(0)
-    method = build_method(_ctx(cutmix=True, cutmix_ratio=0.5))
-    calls = []
-    forward = method.net.forward
-
-    def recording(x, detach_gates_from=None):
-        out = forward(x, detach_gates_from)
-        calls.append((x.detach().clone(), torch.is_grad_enabled(), [o.detach() for o in out]))
-        return out
-
-    monkeypatch.setattr(method.net, "forward", recording)
-    seen_teacher = []
-    consistency = method.consistency
-    monkeypatch.setattr(method, "consistency",
-                        lambda lg, teacher=None: seen_teacher.append(teacher)
-                        or consistency(lg, teacher))
+    method = ours(cutmix=True, cutmix_ratio=0.5)
+    calls, seen_teacher = record_views(method, monkeypatch)
     image = torch.rand(4, 2, 16, 16, 16)
     label = (torch.rand(2, 16, 16, 16) > 0.5).long()
     torch.manual_seed(7)
@@ -114,7 +95,7 @@ def test_ours_cutmix_predicts_unmixed_crops_then_learns_their_mixed_predictions(
 
 
 def test_ours_without_cutmix_runs_the_network_once(monkeypatch):
-    method = build_method(_ctx())
+    method = ours()
     calls = []
     forward = method.net.forward
     monkeypatch.setattr(method.net, "forward",
@@ -126,10 +107,10 @@ def test_ours_without_cutmix_runs_the_network_once(monkeypatch):
 
 
 def test_mixed_crop_keeps_a_branch_only_where_both_sources_had_it():
-    method = build_method(_ctx(cutmix=True))
+    method = ours(cutmix=True)
     present = torch.tensor([[True, True], [True, True], [True, False], [True, True],
                             [False, True]])
-    _, _, mixed = method.mix_unlabelled(torch.rand(5, 2, 16, 16, 16), 2, present)
+    _, _, mixed = method.strong_view(torch.rand(5, 2, 16, 16, 16), 2, present)
     # unlabelled crops 2, 3, 4 mixed with 3, 4, 2
     assert mixed.tolist() == [[True, False], [False, True], [False, False]]
 
@@ -139,7 +120,7 @@ def test_mixed_crop_keeps_a_branch_only_where_both_sources_had_it():
                           "ensemble_pseudo"])
 def test_ours_cutmix_trains_with_every_consistency(consistency):
     torch.manual_seed(0)
-    method = build_method(_ctx(consistency=consistency, cutmix=True))
+    method = ours(consistency=consistency, cutmix=True)
     image = torch.rand(4, 2, 16, 16, 16)
     label = (torch.rand(2, 16, 16, 16) > 0.5).long()
     losses = method.training_losses(image, label, iteration=99)

@@ -19,8 +19,12 @@ the unmixed unlabelled crops without gradient, unlabelled crop ``i``'s cuboid (s
 ``cutmix_ratio`` of the crop's) is pasted into crop ``i + 1``, and the consistency term
 compares the branches' outputs on the mixed crops with those predictions mixed the same
 way, so a branch must reproduce a target it predicted with the whole context from a crop
-whose context was replaced. The cuboids come from the global torch generator (saved in
-checkpoints, so resuming stays exact).
+whose context was replaced. ``method.options.intensity_view: true`` (off by default; not in
+the paper) perturbs the unlabelled crops' intensities instead or as well: random gamma,
+brightness and noise drawn per crop and modality (:func:`duetseg.methods.perturb.random_intensity`),
+targets again the predictions on the clean crops, so a branch must keep its segmentation
+when a modality's appearance changes (weak-to-strong consistency as in FixMatch). Both draw
+from the global torch generator (saved in checkpoints, so resuming stays exact).
 
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
 no supervised loss on that crop (batch Dice over the crops where it is present) and takes
@@ -48,6 +52,7 @@ from duetseg.methods.losses import (
     masked_branch_consistency,
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
+from duetseg.methods.perturb import random_intensity
 
 __all__ = ["Ours"]
 
@@ -95,6 +100,11 @@ class Ours(DualBranchMethod):
         cutmix: bool = False
         # cuboid side / crop side per axis (0.8: about half the crop's volume)
         cutmix_ratio: float = Field(default=0.8, gt=0.0, le=1.0)
+        # True: the unlabelled crops' intensities are perturbed per crop and modality
+        # (random gamma, brightness, noise) before the forward pass, and the consistency
+        # targets are the branches' predictions on the clean crops (one extra forward pass
+        # without gradient); with cutmix, the mixed crops are perturbed
+        intensity_view: bool = False
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
@@ -122,24 +132,30 @@ class Ours(DualBranchMethod):
             return confident_teacher_mse(probs, targets)
         return cross_branch_mse(probs, targets)
 
-    def mix_unlabelled(self, image: torch.Tensor, n: int, present: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """CutMix of the unlabelled crops ``image[n:]`` (``cutmix``).
+    def strong_view(self, image: torch.Tensor, n: int, present: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """The unlabelled crops ``image[n:]`` perturbed (``cutmix``, ``intensity_view``).
 
         Returns:
-            ``(batch with the mixed unlabelled crops, teacher logits mixed the same way,
-            present mask of the mixed crops)``; a mixed crop keeps a branch only where both
-            of its sources had that input (modality dropout).
+            ``(batch with the perturbed unlabelled crops, teacher logits: the predictions
+            on the clean crops, mixed like the inputs, present mask of the perturbed
+            crops)``; a mixed crop keeps a branch only where both of its sources had that
+            input (modality dropout).
         """
         unlabelled = image[n:]
         with torch.no_grad():
             teacher = list(self.net(unlabelled))
-        mask = cuboid_mask(unlabelled.shape[0], unlabelled.shape[2:], self.options.cutmix_ratio,
-                           image.device)
-        mixed, *teacher = cutmix_with_neighbour([unlabelled, *teacher], mask)
-        if present is not None:
-            present = present[n:] & torch.roll(present[n:], -1, 0)
-        return torch.cat([image[:n], mixed]), teacher, present
+        if self.options.cutmix:
+            mask = cuboid_mask(unlabelled.shape[0], unlabelled.shape[2:],
+                               self.options.cutmix_ratio, image.device)
+            unlabelled, *teacher = cutmix_with_neighbour([unlabelled, *teacher], mask)
+            if present is not None:
+                present = present[n:] & torch.roll(present[n:], -1, 0)
+        elif present is not None:
+            present = present[n:]
+        if self.options.intensity_view:
+            unlabelled = random_intensity(unlabelled)
+        return torch.cat([image[:n], unlabelled]), teacher, present
 
     def training_losses(self, image, label, iteration):
         n = label.shape[0]
@@ -148,8 +164,8 @@ class Ours(DualBranchMethod):
         present = self.present_mask()
         teacher = None
         present_u = None if present is None else present[n:]
-        if unsupervised and self.options.cutmix:
-            image, teacher, present_u = self.mix_unlabelled(image, n, present)
+        if unsupervised and (self.options.cutmix or self.options.intensity_view):
+            image, teacher, present_u = self.strong_view(image, n, present)
         logits = self.net(image, detach_gates_from=detach)
         sup = self.supervised(logits, label, present)
         losses = {"sup": sup}
