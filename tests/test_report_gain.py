@@ -141,6 +141,54 @@ def test_bootstrap_ci_width_and_degenerate_cases():
     assert bootstrap_mean_ci(noise) == bootstrap_mean_ci(noise)
 
 
+
+def test_case_bootstrap_counts_a_repeated_case_once():
+    rng = np.random.default_rng(5)
+    values = rng.normal(2.0, 3.0, size=12)
+    cases = [f"c{i:02d}" for i in range(12)]
+    # each case twice with the same value: resampling cases is resampling the 12 values
+    doubled = np.repeat(values, 2)
+    assert bootstrap_mean_ci(doubled, groups=np.repeat(cases, 2)) == bootstrap_mean_ci(values)
+    # treating the 24 copies as independent pairs gives a narrower (overconfident) interval
+    pooled = bootstrap_mean_ci(doubled)
+    clustered = bootstrap_mean_ci(doubled, groups=np.repeat(cases, 2))
+    assert pooled[1] - pooled[0] < 0.8 * (clustered[1] - clustered[0])
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_mean_ci(values, groups=cases[:5])
+
+
+def test_repeated_cases_add_a_case_resampled_interval_and_p(tmp_path):
+    """Two seeds of the same 2-fold partition: every test case enters two pairs."""
+    dirs = []
+    for seed in (1, 2):
+        for fold in (0, 1):
+            shift = 0.0 if seed == 1 else 1.5
+            dirs.append(write_run(tmp_path, f"o_s{seed}_f{fold}", "ours", fold,
+                                  _dual([v + shift for v in OURS[fold]]), seed=seed))
+            dirs.append(write_run(tmp_path, f"w_s{seed}_f{fold}", "ours", fold,
+                                  _dual(W0[fold]), name="ours_w0", weight=0.0, seed=seed))
+    runs = collect_runs(dirs)
+    prim = _result(gain_results(runs, "ours_w0"), "ours", "primary")
+    assert (prim.n, prim.n_cases) == (16, 8)
+    per_case = (np.array(OURS[0] + OURS[1]) + 0.75) - np.array(W0[0] + W0[1])
+    assert prim.gain == pytest.approx(per_case.mean())
+    assert prim.p_case == pytest.approx(
+        wilcoxon(np.array(OURS[0] + OURS[1]) + 0.75, W0[0] + W0[1]).pvalue)
+    assert prim.p_case > prim.p  # a case counted once: less evidence than 16 pairs
+    assert prim.ci_case_high - prim.ci_case_low > prim.ci_high - prim.ci_low
+    table = build_gain_table(runs, "ours_w0")
+    col = table.headers.index("95% CI, cases resampled (pp)")
+    assert table.headers[-1] == "p (per-case means)"
+    assert table.rows[0][col] == f"[{prim.ci_case_low:+.2f}, {prim.ci_case_high:+.2f}]"
+    assert table.records[0]["p_case"] == prim.p_case
+    assert any("a case counts once" in n for n in table.notes)
+    # without repeats the extra columns are absent and the two intervals agree
+    single = gain_results(collect_runs(dirs[:4]), "ours_w0")
+    assert all((r.ci_case_low, r.ci_case_high, r.p_case) == (r.ci_low, r.ci_high, r.p)
+               or math.isnan(r.p) for r in single)
+    assert "p (per-case means)" not in build_gain_table(collect_runs(dirs[:4]),
+                                                        "ours_w0").headers
+
 def test_equal_and_zero_differences(tmp_path):
     dirs = []
     for fold in (0, 1):

@@ -8,6 +8,10 @@ split (cross-validation fold). Each output present in both configurations under 
 name (``branch_a``, ``branch_b``, ``ensemble``) is compared, plus a ``primary`` row that
 compares each run's primary output (e.g. a single network's ``prediction`` against B's
 ``ensemble``).
+
+When cases enter several pairs (repeated cross-validation with several seeds), the pairs of
+one case are not independent: the table then adds a confidence interval that resamples
+test cases (each with all its pairs) and a Wilcoxon p over the per-case mean differences.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from duetseg.errors import ConfigError
+from duetseg.reporting.bootstrap import (
+    BOOTSTRAP_SEED,
+    N_RESAMPLES,
+    bootstrap_mean_ci,
+    per_case_means,
+)
 from duetseg.reporting.collect import RunRecord
 from duetseg.reporting.stats import paired_dice, paired_wilcoxon
 from duetseg.reporting.tables import Table, count_labels, order_methods, table1_runs
@@ -26,12 +34,11 @@ __all__ = ["DEFAULT_BASELINE", "N_RESAMPLES", "BOOTSTRAP_SEED", "GainResult",
            "bootstrap_mean_ci", "default_baseline", "gain_results", "build_gain_table"]
 
 DEFAULT_BASELINE = "supervised"
-N_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
 _PRIMARY = "primary"
 _RECORD_KEYS = ("name", "baseline", "labeled", "labeled_percent", "output", "output_label",
                 "n_pairs", "n_cases", "n_runs", "mean", "mean_baseline", "gain", "ci_low",
-                "ci_high", "p_wilcoxon", "statistic", "wins", "ties", "losses", "note")
+                "ci_high", "p_wilcoxon", "statistic", "wins", "ties", "losses", "note",
+                "ci_case_low", "ci_case_high", "p_case")
 
 
 @dataclass
@@ -58,6 +65,11 @@ class GainResult:
         ties: pairs with ``G == B``.
         losses: pairs with ``G < B``.
         note: why ``p`` is NaN, else empty.
+        ci_case_low: lower end of the bootstrap interval that resamples cases (each with
+            all its pairs); equal to ``ci_low`` when no case repeats.
+        ci_case_high: upper end of it.
+        p_case: Wilcoxon p over the per-case mean Dice of both sides (equal to ``p`` when no
+            case repeats).
     """
 
     name: str
@@ -79,37 +91,9 @@ class GainResult:
     ties: int
     losses: int
     note: str = ""
-
-
-def bootstrap_mean_ci(values: np.ndarray, n_resamples: int = N_RESAMPLES,
-                      confidence: float = 0.95,
-                      seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean (reproducible: fixed seed).
-
-    Args:
-        values: the sample (e.g. paired differences).
-        n_resamples: bootstrap resamples (with replacement, same size as ``values``).
-        confidence: coverage of the interval.
-        seed: seed of ``numpy.random.default_rng``.
-
-    Returns:
-        (low, high); NaN for an empty sample, the value itself when all values are equal.
-    """
-    values = np.asarray(values, dtype=float)
-    n = values.size
-    if n == 0:
-        return math.nan, math.nan
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    step = max(1, 2_000_000 // n)  # bound the index array to ~16 MB
-    for start in range(0, n_resamples, step):
-        stop = min(start + step, n_resamples)
-        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
+    ci_case_low: float = math.nan
+    ci_case_high: float = math.nan
+    p_case: float = math.nan
 
 
 def default_baseline(runs: list[RunRecord]) -> str | None:
@@ -155,10 +139,15 @@ def _compare(name: str, baseline: str, labeled: int, output: str, other: list[Ru
     if n == 0:
         note = f"no run shares a seed and split (fold) with {baseline}"
     means = [float(x.mean()) if n else math.nan for x in (val, ref, diff)]
+    cases = [k[2] for k in keys]
+    case_ci, p_case = (low, high), p
+    if len(set(cases)) < n:
+        case_ci = bootstrap_mean_ci(diff, n_resamples, seed=seed, groups=cases)
+        p_case = paired_wilcoxon(*per_case_means(cases, val, ref))[0]
     return GainResult(name, baseline, labeled, output, _output_label(output, other, base), n,
-                      len({k[2] for k in keys}), len({k[:2] for k in keys}), *means, low, high,
+                      len(set(cases)), len({k[:2] for k in keys}), *means, low, high,
                       p, statistic, int((diff > 0).sum()), int((diff == 0).sum()),
-                      int((diff < 0).sum()), note)
+                      int((diff < 0).sum()), note, *case_ci, p_case)
 
 
 def gain_results(runs: list[RunRecord], baseline: str, class_id: int | None = None,
@@ -208,6 +197,10 @@ def _num(value: float, fmt: str) -> str:
     return "n/a" if not math.isfinite(value) else format(value, fmt)
 
 
+def _interval(low: float, high: float) -> str:
+    return f"[{_num(low, '+.2f')}, {_num(high, '+.2f')}]"
+
+
 def build_gain_table(runs: list[RunRecord], baseline: str, class_id: int | None = None,
                      names: list[str] | None = None, n_resamples: int = N_RESAMPLES,
                      seed: int = BOOTSTRAP_SEED) -> Table:
@@ -233,6 +226,10 @@ def build_gain_table(runs: list[RunRecord], baseline: str, class_id: int | None 
     percent = {r.labeled: r.labeled_percent for r in selected}
     headers = ["Configuration", "Labeled", "Output", "n pairs", "DSC (%)",
                f"{baseline} DSC (%)", "Gain (pp)", "95% CI (pp)", "p (Wilcoxon)", "W / T / L"]
+    repeats = any(r.n_cases < r.n for r in results)
+    if repeats:
+        headers[8:8] = ["95% CI, cases resampled (pp)"]
+        headers.append("p (per-case means)")
     rows, records = [], []
     notes = [f"Gain = configuration − {baseline} per-case Dice in percentage points, pooled "
              "over the cases of all runs paired by (seed, split (fold), case) at the same "
@@ -245,18 +242,25 @@ def build_gain_table(runs: list[RunRecord], baseline: str, class_id: int | None 
              "the baseline's ensemble); other rows compare the same output of both."]
     for res in results:
         label = labels[res.labeled]
-        rows.append([res.name, label, res.output_label, str(res.n), _num(res.mean, ".2f"),
-                     _num(res.mean_baseline, ".2f"), _num(res.gain, "+.2f"),
-                     f"[{_num(res.ci_low, '+.2f')}, {_num(res.ci_high, '+.2f')}]",
-                     _num(res.p, ".3g"), f"{res.wins} / {res.ties} / {res.losses}"])
+        row = [res.name, label, res.output_label, str(res.n), _num(res.mean, ".2f"),
+               _num(res.mean_baseline, ".2f"), _num(res.gain, "+.2f"),
+               _interval(res.ci_low, res.ci_high), _num(res.p, ".3g"),
+               f"{res.wins} / {res.ties} / {res.losses}"]
+        if repeats:
+            row[8:8] = [_interval(res.ci_case_low, res.ci_case_high)]
+            row.append(_num(res.p_case, ".3g"))
+        rows.append(row)
         rec = {**asdict(res), "labeled_percent": percent[res.labeled], "n_pairs": res.n,
                "p_wilcoxon": res.p}
         records.append({k: rec[k] for k in _RECORD_KEYS})
         if res.note:
             notes.append(f"{res.name} at {label}, {res.output_label}: p n/a, {res.note}")
-    if any(r.n_cases < r.n for r in results):
+    if repeats:
         notes.append("Some cases enter several pairs (several seeds, or splits sharing test "
-                     "cases); the CI and p treat all pairs as independent.")
+                     "cases): the first CI and p treat all pairs as independent; the CI with "
+                     "cases resampled draws whole test cases (each with all its pairs) and "
+                     "the last p compares the per-case mean Dice of both sides, so a case "
+                     "counts once.")
     if not results:
         notes.append(f"No other configuration shares a labelled count with {baseline}.")
     return Table(f"Gain over {baseline} (per-case paired Dice)", headers, rows, records,
