@@ -7,6 +7,7 @@ import torch
 from _ours_views import ours, record_views
 
 from duetseg.methods.perturb import random_intensity
+from duetseg.models.blocks import frozen_norm_statistics
 
 
 def _brain(b: int = 3, c: int = 2) -> torch.Tensor:
@@ -97,3 +98,35 @@ def test_ours_trains_with_intensity_view_alone_and_with_cutmix(consistency):
         assert torch.isfinite(losses["loss"]) and float(losses["unsup"]) > 0
         losses["loss"].backward()
         assert all(p.grad is not None for p in method.net.parameters() if p.requires_grad)
+
+
+def _norm_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()
+            if "running" in k or "num_batches" in k}
+
+
+def test_frozen_norm_statistics_keeps_running_stats_not_the_batch_normalisation():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(2, 3, 3), torch.nn.BatchNorm3d(3))
+    x = torch.randn(2, 2, 6, 6, 6)
+    before = _norm_state(net)
+    with frozen_norm_statistics(net):
+        inside = net(x)
+    assert all(torch.equal(before[k], v) for k, v in _norm_state(net).items())
+    assert net[1].momentum == 0.1
+    outside = net(x)  # still training mode: batch statistics, running stats move
+    assert torch.allclose(inside, outside)
+    assert not torch.equal(before["1.running_mean"], net[1].running_mean)
+
+
+def test_the_clean_pass_leaves_the_norm_statistics_to_the_training_batch(monkeypatch):
+    torch.manual_seed(0)
+    method = ours(intensity_view=True)
+    reference = ours(intensity_view=True)
+    reference.net.load_state_dict(method.net.state_dict())
+    calls, _ = record_views(method, monkeypatch)
+    image = _brain(b=4)
+    method.training_losses(image, (torch.rand(2, 16, 16, 16) > 0.5).long(), iteration=99)
+    reference.net(calls[1][0])  # the student batch alone
+    got, want = _norm_state(method.net), _norm_state(reference.net)
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -53,6 +53,7 @@ from duetseg.methods.losses import (
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 from duetseg.methods.perturb import random_intensity
+from duetseg.models.blocks import frozen_norm_statistics
 
 __all__ = ["Ours"]
 
@@ -140,10 +141,11 @@ class Ours(DualBranchMethod):
             ``(batch with the perturbed unlabelled crops, teacher logits: the predictions
             on the clean crops, mixed like the inputs, present mask of the perturbed
             crops)``; a mixed crop keeps a branch only where both of its sources had that
-            input (modality dropout).
+            input (modality dropout). The clean pass leaves the batch-norm running
+            statistics as they were (:func:`frozen_norm_statistics`).
         """
         unlabelled = image[n:]
-        with torch.no_grad():
+        with torch.no_grad(), frozen_norm_statistics(self.net):
             teacher = list(self.net(unlabelled))
         if self.options.cutmix:
             mask = cuboid_mask(unlabelled.shape[0], unlabelled.shape[2:],

@@ -7,7 +7,8 @@ configs can switch it without touching the networks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 __all__ = [
     "NORM_LAYERS",
     "make_norm",
+    "frozen_norm_statistics",
     "ConvNormAct",
     "ConvBlock",
     "DownBlock",
@@ -48,6 +50,28 @@ def make_norm(norm: str, channels: int) -> nn.Module:
         raise ValueError(f"unknown norm {norm!r}; expected one of {sorted(NORM_LAYERS)}") from None
     return factory(channels)
 
+
+
+@contextmanager
+def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """Inside the block, batch-norm layers in training mode leave their running statistics.
+
+    For an extra forward pass in training mode (e.g. a teacher's prediction on the clean
+    crops): the batch still normalises with its own statistics, but ``running_mean``,
+    ``running_var`` and ``num_batches_tracked`` end as they were, so the statistics used at
+    inference come from the same batches as without that pass.
+    """
+    layers = [m for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in layers]
+    for m in layers:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(layers, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
 class ConvNormAct(nn.Sequential):
     """``Conv3d → norm → ReLU`` with "same" padding.
