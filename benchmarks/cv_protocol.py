@@ -77,6 +77,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_hard": ("ours", ["method.options.consistency=hard_pseudo"], "minmax"),
     "ours_cps": ("ours", CPS, "minmax"),
     "ours_ens": ("ours", ["method.options.consistency=ensemble_pseudo"], "minmax"),
+    "ours_confps": ("ours", ["method.options.consistency=confident_pseudo"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),
     "ours_int": ("ours", CPS + ["method.options.intensity_view=true"], "minmax"),
     # each branch's consistency loss moves that branch only (detached MMF gates)

@@ -11,10 +11,12 @@ from duetseg.methods import MethodContext, build_method
 from duetseg.methods.losses import (
     SupervisedLoss,
     class_argmax,
+    confident_pseudo_supervision,
     confident_teacher_mse,
     cross_branch_mse,
     cross_pseudo_supervision,
     hard_pseudo_ce,
+    masked_ce_dice,
 )
 
 
@@ -115,6 +117,39 @@ def test_ensemble_pseudo_keeps_the_confident_branch_label():
                        cross_pseudo_supervision(same, ce))
 
 
+
+def test_masked_ce_dice_is_the_supervised_loss_on_the_masked_voxels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4, 8)
+    target = torch.randint(0, 3, (2, 4, 4, 8))
+    sup = SupervisedLoss()
+    assert torch.allclose(masked_ce_dice(logits, target, torch.ones_like(target, dtype=torch.bool)),
+                          sup(logits, target))
+    mask = torch.zeros_like(target, dtype=torch.bool)
+    mask[..., :4] = True
+    ce = torch.nn.functional.cross_entropy(logits[..., :4], target[..., :4], reduction="sum")
+    dice = sup.dice(logits[..., :4], target[..., :4].unsqueeze(1))
+    assert torch.allclose(masked_ce_dice(logits, target, mask), ce / target.numel() + dice)
+    nothing = masked_ce_dice(logits, target, torch.zeros_like(mask))
+    assert float(nothing) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_confident_pseudo_lets_the_surer_branch_teach_and_not_learn():
+    """Voxel 0: a sure of tumour, b unsure of background -> b learns tumour, a nothing.
+    Voxel 1: b sure of background, a unsure of tumour -> a learns background, b nothing."""
+    fa = torch.tensor([[0.95, 0.55]])
+    fb = torch.tensor([[0.40, 0.02]])
+    la = torch.log(torch.stack([1 - fa, fa], 1)).requires_grad_(True)
+    lb = torch.log(torch.stack([1 - fb, fb], 1)).requires_grad_(True)
+    ga, gb = torch.autograd.grad(confident_pseudo_supervision([la, lb]), [la, lb])
+    assert gb[0, 1, 0] < 0 and torch.all(gb[0, :, 1] == 0)  # b: fg pushed up at voxel 0
+    assert ga[0, 1, 1] > 0 and torch.all(ga[0, :, 0] == 0)  # a: fg pushed down at voxel 1
+    # targets from another source (e.g. the clean crops), here the two swapped: at voxel 0
+    # the surer source (0.95 tumour) teaches a; at voxel 1 a's source (0.98 bg) teaches b
+    teacher = [lb.detach(), la.detach()]
+    ga_t = torch.autograd.grad(confident_pseudo_supervision([la, lb], teacher), la)[0]
+    assert ga_t[0, 1, 0] < 0 and torch.all(ga_t[0, :, 1] == 0)
+
 def _ctx(**options) -> MethodContext:
     return MethodContext(("t1ce", "t2"), 2, ModelConfig(base_width=4, dropout=0.0),
                          MethodConfig(name="ours", options=options), 100)
@@ -122,7 +157,7 @@ def _ctx(**options) -> MethodContext:
 
 @pytest.mark.parametrize("consistency",
                          ["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
-                          "ensemble_pseudo"])
+                          "ensemble_pseudo", "confident_pseudo"])
 def test_ours_consistency_options_train(consistency):
     torch.manual_seed(0)
     method = build_method(_ctx(consistency=consistency))
@@ -200,7 +235,8 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
                                        "mcml": True, "cross_branch_grad": True,
-                                       "cutmix": False, "cutmix_ratio": 0.8}
+                                       "cutmix": False, "cutmix_ratio": 0.8,
+                                       "intensity_view": False}
     assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
     paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
     assert _identity(paper) != _identity(cfg)

@@ -155,7 +155,8 @@ def _input_grad(method, image, label, present):
     return grad.abs().flatten(2).amax(2)  # (B, K): largest gradient per crop and input
 
 
-@pytest.mark.parametrize("consistency", ["mse", "confident_teacher", "hard_pseudo"])
+@pytest.mark.parametrize("consistency", ["mse", "confident_teacher", "hard_pseudo",
+                                         "confident_pseudo"])
 def test_ours_gives_an_absent_input_no_gradient(consistency):
     method = _method("ours", consistency=consistency, pseudo_threshold=0.0)
     # crops 0, 1 labelled; crop 2 (unlabelled) has one branch left: no consistency at all

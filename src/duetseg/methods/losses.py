@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 __all__ = ["SupervisedLoss", "class_argmax", "cross_branch_mse", "confident_teacher_mse",
-           "hard_pseudo_ce", "cross_pseudo_supervision",
+           "hard_pseudo_ce", "cross_pseudo_supervision", "masked_ce_dice",
+           "confident_pseudo_supervision",
            "graph_zero", "masked_branch_supervised", "masked_branch_consistency"]
 
 
@@ -163,6 +164,62 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
         total = total + loss_fn(lg, target)
     return total
 
+
+
+_MASKED_DICE = DiceLoss(include_background=False, batch=True)
+
+
+def masked_ce_dice(logits: torch.Tensor, target: torch.Tensor,
+                   mask: torch.Tensor) -> torch.Tensor:
+    """:class:`SupervisedLoss` restricted to the voxels where ``mask`` is True.
+
+    Cross-entropy summed over the masked voxels and divided by the number of all voxels
+    (masked-out ones count as zero); soft Dice of the foreground classes over the batch with
+    both the softmax and the one-hot target zeroed outside the mask (MONAI ``DiceLoss``).
+    With an all-True mask it equals :class:`SupervisedLoss` (batch Dice).
+
+    Args:
+        logits: ``(B, C, ...)``.
+        target: ``(B, ...)`` class indices.
+        mask: ``(B, ...)`` bool.
+
+    Returns:
+        Scalar loss.
+    """
+    weight = mask.to(logits.dtype)
+    ce = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.numel()
+    onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+    keep = weight.unsqueeze(1)
+    return ce + _MASKED_DICE(torch.softmax(logits, 1) * keep, onehot * keep)
+
+
+
+def confident_pseudo_supervision(logits: list[torch.Tensor],
+                                 teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Cross pseudo-labels where the teaching branch is the more confident one, per voxel.
+
+    At each voxel the branch with the largest top-class probability (the first on ties)
+    teaches: every other branch learns its argmax there with :func:`masked_ce_dice`, and the
+    teaching branch itself gets no loss at that voxel. Unlike :func:`cross_pseudo_supervision`
+    a branch is not pulled towards a less sure branch's mistake (on real BraTS the T2
+    branch lost Dice where the T1ce branch was worse, BENCHMARKS.md), and unlike the
+    ensemble target no branch learns its own prediction (which shrank the tumour there).
+
+    Args:
+        logits: logits of each branch ``(B, C, ...)``, same shape.
+        teacher: the pseudo-labels' source logits, as in :func:`cross_branch_mse`.
+
+    Returns:
+        Scalar loss, summed over branches.
+    """
+    stacked = torch.stack(_target_probs(logits, teacher))  # (K, B, C, ...)
+    confidence, labels = stacked.max(dim=2)  # (K, B, ...)
+    teaching = class_argmax(confidence, dim=0)  # (B, ...)
+    target = torch.gather(labels, 0, teaching.unsqueeze(0))[0]
+    total = logits[0].new_zeros(())
+    for m, lg in enumerate(logits):
+        total = total + masked_ce_dice(lg, target, teaching != m)
+    return total
 
 def graph_zero(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A scalar 0 connected to ``tensors``' graph: their parameters get a (zero) gradient.

@@ -45,6 +45,7 @@ from duetseg.config import StrictModel
 from duetseg.methods.base import MethodContext
 from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import (
+    confident_pseudo_supervision,
     confident_teacher_mse,
     cross_branch_mse,
     cross_pseudo_supervision,
@@ -67,7 +68,9 @@ class Ours(DualBranchMethod):
     ``hard_pseudo`` (cross pseudo-labels masked at ``pseudo_threshold``,
     :func:`hard_pseudo_ce`) or ``cross_pseudo`` (unmasked cross pseudo-labels learnt with the
     supervised CE + Dice, :func:`cross_pseudo_supervision`) or ``ensemble_pseudo`` (the same,
-    every branch learning the argmax of both branches' mean softmax).
+    every branch learning the argmax of both branches' mean softmax) or ``confident_pseudo``
+    (per voxel the more confident branch's argmax, learnt by the other branch only,
+    :func:`confident_pseudo_supervision`).
 
     ``method.options.cross_branch_grad: false`` passes the unlabelled crops through detached
     MMF gates (:meth:`DuetNet.forward` ``detach_gates_from``): the branches still see each
@@ -86,7 +89,7 @@ class Ours(DualBranchMethod):
         # cross_pseudo by the cross-validated real-data numbers (BENCHMARKS.md); the paper's
         # soft MSE ("mse") collapsed to background there. Preset `paper` pins "mse".
         consistency: Literal["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
-                             "ensemble_pseudo"] = "cross_pseudo"
+                             "ensemble_pseudo", "confident_pseudo"] = "cross_pseudo"
         pseudo_threshold: float = Field(default=0.8, ge=0.0, lt=1.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
         mcml: bool = True
@@ -123,6 +126,8 @@ class Ours(DualBranchMethod):
         kind = self.options.consistency
         if kind == "hard_pseudo":
             return hard_pseudo_ce(logits, self.options.pseudo_threshold, teacher)
+        if kind == "confident_pseudo":
+            return confident_pseudo_supervision(logits, teacher)
         if kind in ("cross_pseudo", "ensemble_pseudo"):
             return cross_pseudo_supervision(logits, self.sup_loss,
                                             include_self=kind == "ensemble_pseudo",
