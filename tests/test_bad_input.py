@@ -234,8 +234,6 @@ def test_prepare_out_equal_to_input_is_refused(case, tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["bad_case"]  # nothing written
 
 
-
-
 def test_cli_prepare_out_equal_to_input(case, capsys):
     root, _ = case
     line = cli_error_line(["prepare", str(root), "--out", str(root), "--workers", "1"], capsys)

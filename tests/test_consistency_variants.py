@@ -117,7 +117,6 @@ def test_ensemble_pseudo_keeps_the_confident_branch_label():
                        cross_pseudo_supervision(same, ce))
 
 
-
 def test_masked_ce_dice_is_the_supervised_loss_on_the_masked_voxels():
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 4, 4, 8)
@@ -149,6 +148,7 @@ def test_confident_pseudo_lets_the_surer_branch_teach_and_not_learn():
     teacher = [lb.detach(), la.detach()]
     ga_t = torch.autograd.grad(confident_pseudo_supervision([la, lb], teacher), la)[0]
     assert ga_t[0, 1, 0] < 0 and torch.all(ga_t[0, :, 1] == 0)
+
 
 def _ctx(**options) -> MethodContext:
     return MethodContext(("t1ce", "t2"), 2, ModelConfig(base_width=4, dropout=0.0),

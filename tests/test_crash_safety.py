@@ -236,8 +236,6 @@ def _copy_run(run: Path, dst: Path) -> Path:
     return Path(shutil.copytree(run, dst))
 
 
-
-
 def test_crafted_checkpoint_in_a_run_dir_is_refused_by_evaluate_and_resume(
         tiny_run, tmp_path, capsys):
     run = _copy_run(tiny_run, tmp_path / "run")

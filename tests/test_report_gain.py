@@ -141,7 +141,6 @@ def test_bootstrap_ci_width_and_degenerate_cases():
     assert bootstrap_mean_ci(noise) == bootstrap_mean_ci(noise)
 
 
-
 def test_case_bootstrap_counts_a_repeated_case_once():
     rng = np.random.default_rng(5)
     values = rng.normal(2.0, 3.0, size=12)
@@ -188,6 +187,7 @@ def test_repeated_cases_add_a_case_resampled_interval_and_p(tmp_path):
                or math.isnan(r.p) for r in single)
     assert "p (per-case means)" not in build_gain_table(collect_runs(dirs[:4]),
                                                         "ours_w0").headers
+
 
 def test_equal_and_zero_differences(tmp_path):
     dirs = []

@@ -165,7 +165,6 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
     return total
 
 
-
 _MASKED_DICE = DiceLoss(include_background=False, batch=True)
 
 
@@ -191,7 +190,6 @@ def masked_ce_dice(logits: torch.Tensor, target: torch.Tensor,
     onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
     keep = weight.unsqueeze(1)
     return ce + _MASKED_DICE(torch.softmax(logits, 1) * keep, onehot * keep)
-
 
 
 def confident_pseudo_supervision(logits: list[torch.Tensor],
@@ -220,6 +218,7 @@ def confident_pseudo_supervision(logits: list[torch.Tensor],
     for m, lg in enumerate(logits):
         total = total + masked_ce_dice(lg, target, teaching != m)
     return total
+
 
 def graph_zero(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A scalar 0 connected to ``tensors``' graph: their parameters get a (zero) gradient.

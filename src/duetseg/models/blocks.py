@@ -51,7 +51,6 @@ def make_norm(norm: str, channels: int) -> nn.Module:
     return factory(channels)
 
 
-
 @contextmanager
 def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
     """Inside the block, batch-norm layers in training mode leave their running statistics.
@@ -72,6 +71,7 @@ def frozen_norm_statistics(module: nn.Module) -> Iterator[None]:
         for m, (momentum, tracked) in zip(layers, saved, strict=True):
             m.momentum = momentum
             m.num_batches_tracked.copy_(tracked)
+
 
 class ConvNormAct(nn.Sequential):
     """``Conv3d → norm → ReLU`` with "same" padding.
