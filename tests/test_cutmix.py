@@ -86,12 +86,12 @@ def test_ours_cutmix_predicts_unmixed_crops_then_learns_their_mixed_predictions(
 
     (x_teacher, grad_teacher, out_teacher), (x_student, grad_student, _) = calls
     assert not grad_teacher and grad_student
-    assert torch.equal(x_teacher, image[2:])
+    assert torch.equal(x_teacher, image)  # the whole batch: batch norm as without views
     assert torch.equal(x_student[:2], image[:2])
     assert torch.equal(x_student[2:], cutmix_with_neighbour([image[2:]], mask)[0])
     assert not torch.equal(x_student[2:], image[2:])
     for got, out in zip(seen_teacher[0], out_teacher, strict=True):
-        assert torch.equal(got, cutmix_with_neighbour([out], mask)[0])
+        assert torch.equal(got, cutmix_with_neighbour([out[2:]], mask)[0])
 
 
 def test_ours_without_cutmix_runs_the_network_once(monkeypatch):
