@@ -202,6 +202,9 @@ def confident_pseudo_supervision(logits: list[torch.Tensor],
     a branch is not pulled towards a less sure branch's mistake (on real BraTS the T2
     branch lost Dice where the T1ce branch was worse, BENCHMARKS.md), and unlike the
     ensemble target no branch learns its own prediction (which shrank the tumour there).
+    Measured there it over-segments instead: a branch that is confidently wrong gets no loss
+    where it is the surer one, so nothing corrects it and the other branch learns its false
+    positives (not the default).
 
     Args:
         logits: logits of each branch ``(B, C, ...)``, same shape.
