@@ -148,8 +148,9 @@ class Ours(DualBranchMethod):
             crops)``; a mixed crop keeps a branch only where both of its sources had that
             input (modality dropout). The clean pass runs on the whole batch, so batch
             norm sees the same crops as in a step without perturbation (a pass over the
-            unlabelled crops alone predicted ~1.2-1.4x more foreground on real BraTS,
-            inflating the pseudo-labels), and it leaves the running statistics as they were
+            unlabelled crops alone predicted 1.2-1.5x more foreground in three of four
+            real-BraTS runs, inflating the pseudo-labels; BENCHMARKS.md), and it leaves the
+            running statistics as they were
             (:func:`frozen_norm_statistics`).
         """
         unlabelled = image[n:]
