@@ -43,8 +43,8 @@ def foreground_shares(run_dir: Path, draws: int, seed: int = 0) -> dict[str, flo
     rng = np.random.default_rng(seed)
 
     def crops(cases: list[str], prob: float) -> tuple[torch.Tensor, np.ndarray]:
-        pairs = [random_crop(run.cache.load_image(c, mmap=False),
-                             run.cache.load_label(c, mmap=False), crop, rng, prob)
+        # memory-mapped: random_crop reads only the crop's window, not the whole volume
+        pairs = [random_crop(run.cache.load_image(c), run.cache.load_label(c), crop, rng, prob)
                  for c in cases]
         return torch.from_numpy(np.stack([p[0] for p in pairs])), np.stack([p[1] for p in pairs])
 
