@@ -80,6 +80,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_confps": ("ours", ["method.options.consistency=confident_pseudo"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),
     "ours_int": ("ours", CPS + ["method.options.intensity_view=true"], "minmax"),
+    "ours_cp": ("ours", CPS + ["method.options.copy_paste=true"], "minmax"),
     # each branch's consistency loss moves that branch only (detached MMF gates)
     "ours_sg": ("ours", SG, "minmax"),
     "ours_sg_cps": ("ours", SG + CPS, "minmax"),

@@ -236,7 +236,8 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
                                        "mcml": True, "cross_branch_grad": True,
                                        "cutmix": False, "cutmix_ratio": 0.8,
-                                       "intensity_view": False}
+                                       "intensity_view": False, "copy_paste": False,
+                                       "copy_paste_ratio": 2.0 / 3.0}
     assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
     paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
     assert _identity(paper) != _identity(cfg)

@@ -25,6 +25,10 @@ brightness and noise drawn per crop and modality (:func:`duetseg.methods.perturb
 targets again the predictions on the clean crops, so a branch must keep its segmentation
 when a modality's appearance changes (weak-to-strong consistency as in FixMatch). Both draw
 from the global torch generator (saved in checkpoints, so resuming stays exact).
+``method.options.copy_paste: true`` (off by default; not in the paper) replaces the step by
+bidirectional copy-paste between labelled and unlabelled crops, ground truth on the labelled
+parts and cross pseudo-labels from the clean crops on the others
+(:mod:`duetseg.methods.copy_paste`).
 
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
 no supervised loss on that crop (batch Dice over the crops where it is present) and takes
@@ -39,10 +43,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from duetseg.config import StrictModel
 from duetseg.methods.base import MethodContext
+from duetseg.methods.copy_paste import copy_paste_losses
 from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import (
     confident_pseudo_supervision,
@@ -109,6 +114,21 @@ class Ours(DualBranchMethod):
         # targets are the branches' predictions on the clean crops (one extra forward pass
         # without gradient); with cutmix, the mixed crops are perturbed
         intensity_view: bool = False
+        # True: each labelled crop and an unlabelled one exchange a cuboid both ways and
+        # the branches learn the ground truth on the labelled parts and the cross
+        # pseudo-labels (from the clean crops) on the others (bidirectional copy-paste,
+        # :mod:`duetseg.methods.copy_paste`); needs consistency cross_pseudo, no cutmix
+        copy_paste: bool = False
+        # cuboid side / crop side per axis (BCP's 2/3)
+        copy_paste_ratio: float = Field(default=2.0 / 3.0, gt=0.0, le=1.0)
+
+        @model_validator(mode="after")
+        def _copy_paste_alone(self):
+            if self.copy_paste and (self.consistency != "cross_pseudo" or self.cutmix
+                                    or not self.cross_branch_grad):
+                raise ValueError("copy_paste needs consistency: cross_pseudo, cutmix: false "
+                                 "and cross_branch_grad: true")
+            return self
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
@@ -138,6 +158,18 @@ class Ours(DualBranchMethod):
             return confident_teacher_mse(probs, targets)
         return cross_branch_mse(probs, targets)
 
+    def clean_predictions(self, image: torch.Tensor, n: int) -> list[torch.Tensor]:
+        """The branches' logits on the clean unlabelled crops ``image[n:]``, without gradient.
+
+        The pass runs on the whole batch, so batch norm sees the same crops as in a step
+        without perturbation (a pass over the unlabelled crops alone predicted 1.2-1.5x more
+        foreground in three of four real-BraTS runs, inflating the pseudo-labels;
+        BENCHMARKS.md), and it leaves the running statistics as they were
+        (:func:`frozen_norm_statistics`).
+        """
+        with torch.no_grad(), frozen_norm_statistics(self.net):
+            return [lg[n:] for lg in self.net(image)]
+
     def strong_view(self, image: torch.Tensor, n: int, present: torch.Tensor | None
                     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """The unlabelled crops ``image[n:]`` perturbed (``cutmix``, ``intensity_view``).
@@ -146,16 +178,10 @@ class Ours(DualBranchMethod):
             ``(batch with the perturbed unlabelled crops, teacher logits: the predictions
             on the clean crops, mixed like the inputs, present mask of the perturbed
             crops)``; a mixed crop keeps a branch only where both of its sources had that
-            input (modality dropout). The clean pass runs on the whole batch, so batch
-            norm sees the same crops as in a step without perturbation (a pass over the
-            unlabelled crops alone predicted 1.2-1.5x more foreground in three of four
-            real-BraTS runs, inflating the pseudo-labels; BENCHMARKS.md), and it leaves the
-            running statistics as they were
-            (:func:`frozen_norm_statistics`).
+            input (modality dropout). Targets from :meth:`clean_predictions`.
         """
         unlabelled = image[n:]
-        with torch.no_grad(), frozen_norm_statistics(self.net):
-            teacher = [lg[n:] for lg in self.net(image)]
+        teacher = self.clean_predictions(image, n)
         if self.options.cutmix:
             mask = cuboid_mask(unlabelled.shape[0], unlabelled.shape[2:],
                                self.options.cutmix_ratio, image.device)
@@ -175,6 +201,8 @@ class Ours(DualBranchMethod):
         present = self.present_mask()
         teacher = None
         present_u = None if present is None else present[n:]
+        if unsupervised and self.options.copy_paste:
+            return self.copy_paste_losses(image, label, present, iteration)
         if unsupervised and (self.options.cutmix or self.options.intensity_view):
             image, teacher, present_u = self.strong_view(image, n, present)
         logits = self.net(image, detach_gates_from=detach)
@@ -190,4 +218,16 @@ class Ours(DualBranchMethod):
                                                   teacher)
             total = self.add_unsupervised(losses, total, unsup, iteration)
         losses["loss"] = total
+        return losses
+
+    def copy_paste_losses(self, image: torch.Tensor, label: torch.Tensor,
+                          present: torch.Tensor | None, iteration: int
+                          ) -> dict[str, torch.Tensor]:
+        """The losses of a bidirectional copy-paste step (``copy_paste``)."""
+        teacher = self.clean_predictions(image, label.shape[0])
+        perturb = random_intensity if self.options.intensity_view else None
+        sup, unsup = copy_paste_losses(self.net, image, label, teacher,
+                                       self.options.copy_paste_ratio, present, perturb)
+        losses = {"sup": sup}
+        losses["loss"] = self.add_unsupervised(losses, sup, unsup, iteration)
         return losses
