@@ -32,26 +32,10 @@ from collections.abc import Callable
 import torch
 
 from duetseg.methods.bcp import pair_indices, part_loss
-from duetseg.methods.losses import class_argmax
+from duetseg.methods.losses import cross_targets
 from duetseg.methods.mixing import cuboid_mask, paste
 
-__all__ = ["cross_targets", "copy_paste_losses"]
-
-
-def cross_targets(teacher: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Branch ``m``'s pseudo-label: the argmax of the other branches' mean softmax.
-
-    Args:
-        teacher: each branch's logits ``(B, C, ...)`` on the clean unlabelled crops.
-
-    Returns:
-        One ``(B, ...)`` class-index map per branch (with one branch: its own argmax).
-    """
-    probs = [torch.softmax(lg.detach().float(), 1) for lg in teacher]
-    if len(probs) == 1:
-        return [class_argmax(probs[0])]
-    return [class_argmax(torch.stack([q for k, q in enumerate(probs) if k != m]).mean(0))
-            for m in range(len(probs))]
+__all__ = ["copy_paste_losses"]
 
 
 def copy_paste_losses(net: Callable[[torch.Tensor], list[torch.Tensor]], image: torch.Tensor,

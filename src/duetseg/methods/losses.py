@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 __all__ = ["SupervisedLoss", "class_argmax", "cross_branch_mse", "confident_teacher_mse",
-           "hard_pseudo_ce", "cross_pseudo_supervision", "masked_ce_dice",
+           "hard_pseudo_ce", "cross_pseudo_supervision", "cross_targets", "masked_ce_dice",
            "confident_pseudo_supervision",
            "graph_zero", "masked_branch_supervised", "masked_branch_consistency"]
 
@@ -152,17 +152,31 @@ def cross_pseudo_supervision(logits: list[torch.Tensor],
     Returns:
         Scalar loss, summed over branches.
     """
-    probs = _target_probs(logits, teacher)
-    ensemble = class_argmax(torch.stack(probs).mean(0)) if include_self else None
+    if include_self:
+        ensemble = class_argmax(torch.stack(_target_probs(logits, teacher)).mean(0))
+        targets = [ensemble] * len(logits)
+    else:
+        targets = cross_targets(logits if teacher is None else teacher)
     total = logits[0].new_zeros(())
-    for m, lg in enumerate(logits):
-        if ensemble is None:
-            target = class_argmax(torch.stack([q for n, q in enumerate(probs) if n != m])
-                                  .mean(0))
-        else:
-            target = ensemble
+    for lg, target in zip(logits, targets):
         total = total + loss_fn(lg, target)
     return total
+
+
+def cross_targets(logits: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Branch ``m``'s pseudo-label: the argmax of the other branches' mean detached softmax.
+
+    Args:
+        logits: each branch's logits ``(B, C, ...)``, the pseudo-labels' source.
+
+    Returns:
+        One ``(B, ...)`` class-index map per branch (with one branch: its own argmax).
+    """
+    probs = _target_probs(logits, None)
+    if len(probs) == 1:
+        return [class_argmax(probs[0])]
+    return [class_argmax(torch.stack([q for k, q in enumerate(probs) if k != m]).mean(0))
+            for m in range(len(probs))]
 
 
 _MASKED_DICE = DiceLoss(include_background=False, batch=True)

@@ -202,7 +202,7 @@ class Ours(DualBranchMethod):
         teacher = None
         present_u = None if present is None else present[n:]
         if unsupervised and self.options.copy_paste:
-            return self.copy_paste_losses(image, label, present, iteration)
+            return self.copy_paste_step(image, label, present, iteration)
         if unsupervised and (self.options.cutmix or self.options.intensity_view):
             image, teacher, present_u = self.strong_view(image, n, present)
         logits = self.net(image, detach_gates_from=detach)
@@ -220,9 +220,9 @@ class Ours(DualBranchMethod):
         losses["loss"] = total
         return losses
 
-    def copy_paste_losses(self, image: torch.Tensor, label: torch.Tensor,
-                          present: torch.Tensor | None, iteration: int
-                          ) -> dict[str, torch.Tensor]:
+    def copy_paste_step(self, image: torch.Tensor, label: torch.Tensor,
+                        present: torch.Tensor | None, iteration: int
+                        ) -> dict[str, torch.Tensor]:
         """The losses of a bidirectional copy-paste step (``copy_paste``)."""
         teacher = self.clean_predictions(image, label.shape[0])
         perturb = random_intensity if self.options.intensity_view else None
