@@ -18,8 +18,8 @@ def test_seeds_folds_and_repeated_cross_validation():
     # repeated cross-validation: each seed draws its own partition, so 6 distinct splits
     repeated = [_run(s, f"s{s}f{k}", k) for s in (0, 1) for k in range(3)]
     assert runs_phrase(repeated) == "6 runs (2 seeds × 3 folds)"
-    # a seed with a fold missing: counted by distinct splits
-    assert runs_phrase(repeated[:-1]) == "5 runs (2 seeds × 5 splits)"
+    # a seed with a fold missing: distinct splits, not a product
+    assert runs_phrase(repeated[:-1]) == "5 runs (2 seeds, 5 splits)"
     # seeds over fixed splits (not folds)
     grid = [_run(s, split, None) for s in (0, 1) for split in ("a", "b")]
     assert runs_phrase(grid) == "4 runs (2 seeds × 2 splits)"

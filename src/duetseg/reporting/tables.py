@@ -78,8 +78,9 @@ def table1_runs(runs: list[RunRecord]) -> list[RunRecord]:
 
 def runs_phrase(runs: list[RunRecord]) -> str:
     """How a group of runs varies, e.g. ``2 seeds``, ``5 folds``, ``6 runs (2 seeds × 3
-    folds)`` (repeated cross-validation: each seed its own partition) or ``4 runs (2 seeds ×
-    2 splits)`` (splits = distinct :attr:`RunRecord.split_key`)."""
+    folds)`` (repeated cross-validation: each seed its own partition), ``4 runs (2 seeds ×
+    2 splits)`` (every seed on the same splits) or ``3 runs (2 seeds, 3 splits)`` (an
+    incomplete grid; splits = distinct :attr:`RunRecord.split_key`)."""
     seeds = {r.seed for r in runs}
     splits = len({r.split_key for r in runs})
     folds = all(r.fold is not None for r in runs)
@@ -90,7 +91,8 @@ def runs_phrase(runs: list[RunRecord]) -> str:
     per_seed = {len({r.fold for r in runs if r.seed == s}) for s in seeds}
     if folds and len(per_seed) == 1 and len(runs) == len(seeds) * min(per_seed):
         return f"{len(runs)} runs ({len(seeds)} seeds × {min(per_seed)} folds)"
-    return f"{len(runs)} runs ({len(seeds)} seeds × {splits} splits)"
+    joiner = " ×" if len(runs) == len(seeds) * splits else ","
+    return f"{len(runs)} runs ({len(seeds)} seeds{joiner} {splits} splits)"
 
 
 def group_label(runs: list[RunRecord], labeled: int) -> str:
