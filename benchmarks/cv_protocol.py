@@ -46,6 +46,7 @@ CPS = ["method.options.consistency=cross_pseudo"]
 SG = ["method.options.cross_branch_grad=false"]
 MSE = ["method.options.consistency=mse"]  # the paper's objective, pinned
 MD = ["train.modality_dropout=0.3"]
+AUG = ["train.intensity_augment=0.5"]
 
 # cache key -> (modalities, intensity normalisation)
 CACHES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -100,6 +101,11 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_zscore_w0": ("ours", W0, "zscore_nonzero"),
     "ours_pct": ("ours", [], "percentile_minmax"),
     "ours_pct_w0": ("ours", W0, "percentile_minmax"),
+    # intensity augmentation of every crop
+    "ours_aug": ("ours", AUG, "minmax"),
+    "ours_aug_w0": ("ours", AUG + W0, "minmax"),
+    "ours_zscore_aug": ("ours", AUG, "zscore_nonzero"),
+    "ours_zscore_aug_w0": ("ours", AUG + W0, "zscore_nonzero"),
 }
 
 

@@ -139,6 +139,11 @@ class TrainConfig(StrictModel):
     # channel. A run trained with it > 0 can predict cases lacking a modality (predict).
     # 0 = off (batches bit for bit as without the option).
     modality_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Intensity augmentation: probability that a modality of a crop (labelled or
+    # unlabelled) gets random brightness, gamma and noise on its non-zero voxels
+    # (duetseg.data.augment.random_intensity_augment). 0 = off (batches bit for bit as
+    # without the option).
+    intensity_augment: float = Field(default=0.0, ge=0.0, le=1.0)
     deterministic: bool = True
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     # channels_last_3d weights and inputs; auto: on for CUDA and CPU (faster; BENCHMARKS.md)

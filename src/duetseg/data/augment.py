@@ -1,4 +1,5 @@
-"""Random crops and geometric augmentation applied identically to all modalities and the label.
+"""Random crops and augmentation: geometric (identical for all modalities and the label) and
+intensity (per modality; the label is unchanged).
 
 Arrays: image ``(C, X, Y, Z)``, label ``(X, Y, Z)``. Crops read only the crop window, so
 memory-mapped volumes are never loaded whole.
@@ -10,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["crop_window", "random_crop", "random_flip_rot", "foreground_coords"]
+__all__ = ["crop_window", "random_crop", "random_flip_rot", "foreground_coords",
+           "random_intensity_augment"]
 
 
 def foreground_coords(label: np.ndarray, max_points: int = 20000) -> np.ndarray:
@@ -132,3 +134,51 @@ def random_flip_rot(image: np.ndarray, label: np.ndarray | None, rng: np.random.
     image = np.ascontiguousarray(image)
     label = None if label is None else np.ascontiguousarray(label)
     return image, label
+
+
+def random_intensity_augment(image: np.ndarray, rng: np.random.Generator, prob: float,
+                             brightness: tuple[float, float] = (0.7, 1.3),
+                             gamma: tuple[float, float] = (0.7, 1.5),
+                             noise: float = 0.1) -> np.ndarray:
+    """Per-modality random brightness, gamma and noise on the non-zero voxels of a crop.
+
+    Each channel is transformed with probability ``prob``, independently: over its non-zero
+    voxels ``x`` (range ``[lo, hi]``), ``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g``
+    with ``log g`` uniform in ``log(gamma)``, times ``s`` uniform in ``brightness``, plus
+    Gaussian noise of standard deviation ``u * noise * std(x)``, ``u`` uniform in [0, 1].
+    Zero voxels (background, padding, a modality zeroed by modality dropout) stay zero, so
+    the scheme works on min-max and z-scored caches alike. Unlike
+    :func:`duetseg.methods.perturb.random_intensity` (a strong view drawn from torch's
+    global generator on the training device), this draws from the crop's own numpy
+    generator, so a batch stays a pure function of ``(seed, iteration)``.
+
+    Args:
+        image: ``(C, X, Y, Z)`` float32 crop (modified copy returned).
+        rng: the crop's generator.
+        prob: probability in [0, 1] that a channel is transformed.
+        brightness: range of the multiplicative factor.
+        gamma: range of the gamma exponent (drawn log-uniform).
+        noise: largest noise standard deviation as a fraction of the channel's std.
+
+    Returns:
+        The augmented crop (a new array; ``image`` when nothing was drawn).
+    """
+    out = image
+    for c in range(image.shape[0]):
+        if rng.random() >= prob:
+            continue
+        g = float(np.exp(rng.uniform(np.log(gamma[0]), np.log(gamma[1]))))
+        s = float(rng.uniform(*brightness))
+        u = float(rng.uniform(0.0, 1.0))
+        mask = image[c] != 0
+        x = image[c][mask]
+        if x.size < 2:
+            continue
+        lo, hi = float(x.min()), float(x.max())
+        if hi - lo > 1e-6:
+            x = lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g
+        x = x * s + rng.normal(0.0, u * noise * float(x.std()) + 1e-12, x.shape)
+        if out is image:
+            out = image.copy()
+        out[c][mask] = x.astype(image.dtype)
+    return out

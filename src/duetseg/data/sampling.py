@@ -13,7 +13,10 @@ A batch is a pure function of ``(seed, iteration)``:
   ``default_rng([seed, 3, iteration, k])``: with probability p one modality, chosen
   uniformly, is replaced by zeros (never all of them: nothing is dropped with a single
   modality). With p = 0 that stream is never drawn and batches are exactly those without
-  the option. The batch's ``present`` (B, K) mask says which inputs each crop kept.
+  the option. The batch's ``present`` (B, K) mask says which inputs each crop kept;
+* intensity augmentation (``intensity_augment`` p > 0) of slot ``k`` comes from
+  ``default_rng([seed, 4, iteration, k])`` (:func:`random_intensity_augment`, before
+  modality dropout); with p = 0 that stream is never drawn either.
 
 A run resumed at iteration ``t`` therefore sees exactly the batches it would have seen,
 whatever the number of DataLoader workers.
@@ -38,7 +41,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from duetseg.data.augment import foreground_coords, random_crop, random_flip_rot
+from duetseg.data.augment import (
+    foreground_coords,
+    random_crop,
+    random_flip_rot,
+    random_intensity_augment,
+)
 from duetseg.errors import ConfigError, InputError
 
 __all__ = ["TwoStreamBatches", "make_loader", "resolve_num_workers"]
@@ -47,6 +55,7 @@ _LABELLED_STREAM = 0
 _CROP_STREAM = 1
 _UNLABELLED_STREAM = 2
 _DROPOUT_STREAM = 3
+_INTENSITY_STREAM = 4
 
 
 class TwoStreamBatches(Dataset):
@@ -66,6 +75,8 @@ class TwoStreamBatches(Dataset):
         rank: this process's rank in a data-parallel run.
         world_size: number of processes (``batch_size`` and ``labeled_bs`` are per process).
         modality_dropout: probability in [0, 1) that a crop has one modality zeroed.
+        intensity_augment: probability in [0, 1] that a modality of a crop (labelled or
+            unlabelled) gets random brightness, gamma and noise.
 
     Raises:
         ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size, rank or
@@ -76,7 +87,8 @@ class TwoStreamBatches(Dataset):
     def __init__(self, cache_root: Path, labeled: list[str], unlabeled: list[str],
                  crop_size: Any, batch_size: int, labeled_bs: int, seed: int,
                  flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0,
-                 rank: int = 0, world_size: int = 1, modality_dropout: float = 0.0):
+                 rank: int = 0, world_size: int = 1, modality_dropout: float = 0.0,
+                 intensity_augment: float = 0.0):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -88,6 +100,7 @@ class TwoStreamBatches(Dataset):
         self.foreground_prob = float(foreground_prob)
         self.rank, self.world_size = int(rank), int(world_size)
         self.modality_dropout = float(modality_dropout)
+        self.intensity_augment = float(intensity_augment)
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
         if not 1 <= self.labeled_bs <= self.batch_size:
@@ -101,6 +114,8 @@ class TwoStreamBatches(Dataset):
             raise ConfigError(f"foreground_prob must be in [0, 1], got {foreground_prob}")
         if not 0.0 <= self.modality_dropout < 1.0:
             raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        if not 0.0 <= self.intensity_augment <= 1.0:
+            raise ConfigError(f"intensity_augment must be in [0, 1], got {intensity_augment}")
         for case in self.labeled + self.unlabeled:
             if not (self.cache_root / f"{case}.npy").is_file():
                 raise InputError("image missing from the cache", case=case,
@@ -200,6 +215,10 @@ class TwoStreamBatches(Dataset):
             img, lab = random_crop(image, label, self.crop_size, rng,
                                    self.foreground_prob if labelled else 0.0, fg)
             img, lab = random_flip_rot(img, lab, rng, self.flip, self.rot90)
+            if self.intensity_augment > 0:
+                img = random_intensity_augment(img, np.random.default_rng(
+                    [self.seed, _INTENSITY_STREAM, iteration, global_slot]),
+                    self.intensity_augment)
             images.append(img)
             if lab is not None:
                 labels.append(lab)
