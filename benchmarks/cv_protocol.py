@@ -109,6 +109,22 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 }
 
 
+def cache_key(key: str, norm: str | None = None) -> str:
+    """The ``CACHES`` key of cache ``key`` with its normalisation replaced by ``norm``.
+
+    An existing entry with the same modalities and scheme is reused (its cache too);
+    otherwise ``<key>_<norm>`` is added.
+    """
+    modalities, scheme = CACHES[key]
+    if norm is None or scheme == norm:
+        return key
+    for other, spec in CACHES.items():
+        if spec == (modalities, norm):
+            return other
+    CACHES[f"{key}_{norm}"] = (modalities, norm)
+    return f"{key}_{norm}"
+
+
 def prepare_cache(key: str) -> Path:
     """The 2 mm whole-tumour cache of the 15 cases for one entry of ``CACHES``.
 
@@ -156,37 +172,43 @@ def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
     print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
 
 
+def norm_tag(tag: str, norm: str | None) -> str:
+    """The protocol folder's tag: runs with another normalisation live apart."""
+    return f"{tag}_{norm}" if norm else tag
+
+
 def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
            iterations: int, extra: list[str], tag: str = "",
-           seeds: tuple[int, ...] = (0,)) -> list[Path]:
+           seeds: tuple[int, ...] = (0,), norm: str | None = None) -> list[Path]:
     """Train and evaluate every (seed, fold, variant) not finished yet; returns the run dirs.
 
     Each seed is one repetition of the cross-validation: ``splits.seed`` draws another
     K-fold partition and other labelled cases, ``train.seed`` another training run. Every
     case is a test case once per seed, and a run pairs per case with the baseline run of
-    the same seed and fold.
+    the same seed and fold. ``norm`` gives every variant's cache that intensity
+    normalisation (runs in the folder tagged ``_<norm>``).
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    root = cv_root(folds, labeled, iterations, tag)
-    caches = {VARIANTS[v][2]: None for v in variants}
-    for key in caches:
-        caches[key] = prepare_cache(key)
+    root = cv_root(folds, labeled, iterations, norm_tag(tag, norm))
+    keys = {v: cache_key(VARIANTS[v][2], norm) for v in variants}
+    caches = {key: prepare_cache(key) for key in set(keys.values())}
     run_dirs = []
     for seed in seeds:
         for fold in fold_ids:
             for name in variants:
                 run_dir = cv_run_dir(root, name, fold, seed)
                 run_dirs.append(run_dir)
-                train_fold_run(name, run_dir, caches[VARIANTS[name][2]], folds, fold, labeled,
+                train_fold_run(name, run_dir, caches[keys[name]], folds, fold, labeled,
                                iterations, extra, seed)
     return run_dirs
 
 
 def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
                  iterations: int, tag: str, seeds: tuple[int, ...], baseline: str,
-                 collapse: bool = False, versus: list[str] | None = None) -> None:
+                 collapse: bool = False, versus: list[str] | None = None,
+                 norm: str | None = None) -> None:
     """Report the finished runs of the protocol and append the gain table to BENCHMARKS.md.
 
     ``versus``: other baselines; for each, the gain of the first variant over it (e.g. the
@@ -194,7 +216,7 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
     """
     from common import append_benchmark
 
-    root = cv_root(folds, labeled, iterations, tag)
+    root = cv_root(folds, labeled, iterations, norm_tag(tag, norm))
     runs = [cv_run_dir(root, v, k, seed) for seed in seeds for k in fold_ids for v in variants]
     done = [r for r in runs if RunDir(r).is_evaluated("test")]
     missing = sorted(r.name for r in set(runs) - set(done))
@@ -205,17 +227,19 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
              f"seed), the rest of the fold's "
              f"training cases unlabelled, no validation split, last checkpoint; cpu_small "
              f"(2 mm, 48³ crops, width 8) at {iterations} iterations; metrics in the original "
-             f"1 mm geometry. Gains are per-case paired differences pooled over folds.")
+             f"1 mm geometry. Gains are per-case paired differences pooled over folds."
+             + (f" Every cache normalised with {norm}." if norm else ""))
     if missing:
         notes += f" Not finished: {', '.join(missing)}."
     append_benchmark(f"Real BraTS, {folds}-fold CV, {labeled} labelled, {iterations} it"
-                     f"{' ' + tag if tag else ''}",
+                     f"{' ' + tag if tag else ''}{', ' + norm if norm else ''}",
                      f"python benchmarks/real_brats.py --cv {folds} --labeled {labeled} "
                      f"--iterations {iterations} --methods {' '.join(variants)} --summarize "
                      + ("" if fold_ids == list(range(folds))
                         else f"--folds {' '.join(map(str, fold_ids))} ")
                      + f"--baseline {baseline}" + (f" --tag {tag}" if tag else "")
                      + ("" if list(seeds) == [0] else f" --seeds {' '.join(map(str, seeds))}")
+                     + (f" --norm {norm}" if norm else "")
                      + (" --collapse" if collapse else "")
                      + (f" --versus {' '.join(versus)}" if versus else ""),
                      tables, notes=notes)

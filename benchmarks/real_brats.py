@@ -24,7 +24,7 @@ import time
 
 import torch
 from common import REPO, append_benchmark, require_shared_data
-from cv_protocol import run_cv, summarize_cv
+from cv_protocol import CACHES, run_cv, summarize_cv
 
 from duetseg.config import PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
@@ -75,6 +75,9 @@ def main() -> None:
                         help="with --cv --summarize: gain of the first method over each")
     parser.add_argument("--collapse", action="store_true",
                         help="with --cv --summarize: add the unlabelled-volume collapse check")
+    parser.add_argument("--norm", default=None, choices=sorted({s for _, s in CACHES.values()}),
+                        help="with --cv: intensity normalisation of every variant's cache "
+                             "(runs in the folder tagged _NORM)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,10 +86,11 @@ def main() -> None:
         seeds = tuple(args.seeds) if args.seeds is not None else (args.seed,)
         if args.summarize:
             summarize_cv(args.methods, args.cv, folds, args.labeled, args.iterations,
-                         args.tag, seeds, args.baseline, args.collapse, args.versus)
+                         args.tag, seeds, args.baseline, args.collapse, args.versus,
+                         args.norm)
         else:
             run_cv(args.methods, args.cv, folds, args.labeled, args.iterations, args.set,
-                   args.tag, seeds)
+                   args.tag, seeds, args.norm)
         return
     if args.summarize_seeds is not None:
         summarize_seeds(args.methods, args.summarize_seeds, args.tag)
