@@ -23,11 +23,10 @@ import sys
 import time
 
 import torch
-from common import REPO, append_benchmark, require_shared_data
-from cv_protocol import CACHES, run_cv, summarize_cv
+from common import REPO, append_benchmark
+from cv_protocol import CACHES, prepare_cache, run_cv, summarize_cv
 
-from duetseg.config import PrepareConfig, load_config
-from duetseg.data.prepare import prepare_dataset
+from duetseg.config import load_config
 from duetseg.reporting.report import make_report
 from duetseg.run.layout import RunDir
 from duetseg.training import train
@@ -95,14 +94,11 @@ def main() -> None:
     if args.summarize_seeds is not None:
         summarize_seeds(args.methods, args.summarize_seeds, args.tag)
         return
-    src = require_shared_data("brats-dev")
-    prep = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", target_spacing=(2, 2, 2),
-                         label_mapping="whole_tumour")
-    cache = prepare_dataset(src, REPO / "local_data" / "brats_2mm", prep, num_workers=2)
+    cache_root = prepare_cache("minmax")  # the historical single-split runs: min-max
     lines = ["| method | output | Dice % (mean ± std) | ASD mm | HD95 mm | n | train s |",
              "|---|---|---|---|---|---|---|"]
     for name in args.methods:
-        over = [f"cache={cache.root}", f"method.name={name}",
+        over = [f"cache={cache_root}", f"method.name={name}",
                 f"train.max_iterations={args.iterations}", f"splits.seed={args.seed}",
                 f"train.seed={args.seed}", *args.set]
         cfg = load_config("cpu_small", over)
