@@ -45,7 +45,7 @@ def test_fingerprint():
     assert fingerprint(CFG) == fingerprint(PrepareConfig(**CFG.model_dump()))
     assert fingerprint(CFG) == fingerprint(CFG.model_copy(update={"layout": "brats"}))
     other = CFG.model_copy(update={"default_normalization":
-                                   NormalizationConfig(scheme="zscore_nonzero")})
+                                   NormalizationConfig(scheme="minmax")})
     assert fingerprint(other) != fingerprint(CFG)
     assert len(fingerprint(CFG)) == 64
 

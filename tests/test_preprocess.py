@@ -101,6 +101,7 @@ def test_preprocess_case_pipeline(tmp_path):
     paths = make_brats(tmp_path / "ds", "c1", rng, affine=LPS)
     spec = discover_cases(tmp_path / "ds", ["t2", "t1ce"])[0]
     cfg = PrepareConfig(modalities=["t2", "t1ce"], crop_margin=2, num_classes=3,
+                        default_normalization=NormalizationConfig(scheme="minmax"),
                         normalization={"t1ce": NormalizationConfig(scheme="zscore_nonzero")})
     pc = preprocess_case(spec, cfg)
     props = pc.properties

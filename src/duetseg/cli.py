@@ -56,7 +56,8 @@ def prepare(
     spacing: Annotated[tuple[float, float, float] | None, typer.Option(help="target mm")] = None,
     crop_margin: Annotated[int, typer.Option(help="voxels kept around the non-zero box")] = 0,
     norm: Annotated[list[str] | None, typer.Option(
-        help="per-modality scheme, e.g. --norm ct=ct_window (default minmax)")] = None,
+        help="per-modality scheme, e.g. --norm ct=ct_window "
+             "(default zscore_nonzero; minmax = the paper)")] = None,
     window: Annotated[tuple[float, float] | None, typer.Option(
         help="CT window level width for ct_window")] = None,
     label_mapping: Annotated[str, typer.Option(
