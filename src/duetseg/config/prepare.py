@@ -26,8 +26,8 @@ class NormalizationConfig(StrictModel):
 
     # zscore_nonzero by the cross-validated real-data numbers (BENCHMARKS.md, issue 10):
     # with min-max scaling a case's brain intensities depend on its brightest voxel, and
-    # networks trained on a few labelled cases learn absolute levels (+23 Dice points for
-    # both `ours` and the labelled-only control on 10 real test cases with z-scoring).
+    # networks trained on a few labelled cases learn absolute levels (z-scoring: +13 and
+    # +17 Dice points for `ours` and the labelled-only control over 15 real cases).
     scheme: Literal["minmax", "percentile_minmax", "zscore_nonzero", "ct_window"] = (
         "zscore_nonzero")
     lower_percentile: float = 0.5
