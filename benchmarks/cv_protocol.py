@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from common import REPO, SHARED_DATA, require_shared_data
+from run_archive import archive_run, finished_run
 
 from duetseg.config import NormalizationConfig, PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
@@ -155,8 +156,11 @@ def cv_run_dir(root: Path, name: str, fold: int, seed: int = 0) -> Path:
 
 def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
                    labeled: int, iterations: int, extra: list[str], seed: int = 0) -> None:
-    """Train (or resume) variant ``name`` on one fold into ``run_dir`` and evaluate it."""
-    if RunDir(run_dir).is_evaluated("test"):
+    """Train (or resume) variant ``name`` on one fold into ``run_dir``, evaluate and archive it.
+
+    A run that is finished here or in the archive (``run_archive.py``) is skipped.
+    """
+    if finished_run(run_dir) is not None:
         return
     method, overrides, _ = VARIANTS[name]
     cfg = load_config("cpu_small", [
@@ -169,6 +173,7 @@ def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
     train(cfg, run_dir, resume=RunDir(run_dir).resumable)
     summary = evaluate_run(run_dir, "test", checkpoint="last")
     primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
+    archive_run(run_dir)
     print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
 
 
@@ -218,8 +223,9 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
 
     root = cv_root(folds, labeled, iterations, norm_tag(tag, norm))
     runs = [cv_run_dir(root, v, k, seed) for seed in seeds for k in fold_ids for v in variants]
-    done = [r for r in runs if RunDir(r).is_evaluated("test")]
-    missing = sorted(r.name for r in set(runs) - set(done))
+    found = {r: finished_run(r) for r in runs}
+    done = [path for path in found.values() if path is not None]
+    missing = sorted(r.name for r, path in found.items() if path is None)
     tables = report_tables(done, root.parent / f"report_{root.name}", variants[0], baseline,
                            versus, collapse)
     notes = (f"{folds}-fold cross-validation over the 15 brats-dev cases (folds run: "

@@ -3,10 +3,10 @@
 ``../shared`` does not travel to the device machine, and a run's weights are too large to
 come back, so the runs train *and* evaluate there and only their results return:
 
-1. here: ``python benchmarks/gpu_grid.py pack [--caches brats_2mm ...]`` copies 2 mm
+1. here: ``python benchmarks/gpu_grid.py pack [--caches brats_2mm_zscore_nonzero ...]`` copies 2 mm
    caches of the 15 brats-dev cases (``local_data/<name>``, made by ``real_brats.py``), each
    as one ``.tar.xz``, and each case's reference label (the 1 mm ``*_seg.nii.gz`` the
-   evaluation scores against) into ``local_data/gpu_pack`` (about 18 MB for ``brats_2mm``;
+   evaluation scores against) into ``local_data/gpu_pack`` (about 18 MB per cache;
    name it in the device call's ``carry``).
 2. there (``benchmarks/gpu_protocol.sh``): ``unpack`` extracts each cache to
    ``local_data/<name>`` (where ``cv_protocol.py`` finds it without ``../shared``) and points
@@ -36,6 +36,7 @@ from pathlib import Path
 
 from common import REPO, append_benchmark, machine
 from cv_protocol import report_tables
+from run_archive import archive_path, finished_run
 
 from duetseg.run.layout import RunDir
 from duetseg.workflows.experiment import GridConfig, load_grid, plan_grid
@@ -141,14 +142,21 @@ def report(archive: Path | None, grid_name: str, reference: str, baseline: str,
             tar.extractall(REPO, filter="data")
     grid_file = GRIDS / f"{grid_name}.yaml"
     grid = load_grid(grid_file)
-    done = evaluated_runs(grid)
+    if grid.split == "test":  # runs of earlier sessions come from the committed archive
+        done = [p for p in map(finished_run, [r.run_dir for r in plan_grid(grid)]) if p]
+    else:
+        done = evaluated_runs(grid)
     if not done:
         sys.exit(f"no evaluated run of {grid_file} under {grid.out}")
     missing = sorted({r.name for r in plan_grid(grid)} - {d.name for d in done})
     tables = report_tables(done, grid.out.parent / f"report_{grid.out.name}", reference,
                            baseline, versus)
     machine_file = grid.out / MACHINE_FILE
-    trained_on = machine_file.read_text().strip() if machine_file.exists() else "unknown"
+    kept = archive_path(machine_file)
+    if machine_file.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(machine_file.read_text())
+    trained_on = kept.read_text().strip() if kept.exists() else "unknown"
     notes = (f"Grid `benchmarks/grids/{grid_name}.yaml` ({grid.folds}-fold CV over the 15 "
              f"brats-dev cases, labelled {grid.labeled}, seeds {grid.seeds}, no validation "
              f"split, last checkpoint, cpu_small, {' '.join(grid.overrides)}), trained and "
@@ -167,7 +175,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="here: caches + reference labels -> local_data/gpu_pack")
-    p.add_argument("--caches", nargs="+", default=["brats_2mm"],
+    p.add_argument("--caches", nargs="+", default=["brats_2mm_zscore_nonzero"],
                    help="cache folders of local_data (see cv_protocol.CACHES)")
     sub.add_parser("unpack", help="there: extract the packed cache")
     c = sub.add_parser("collect", help="there: archive the evaluated runs of grids")

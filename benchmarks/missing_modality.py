@@ -9,7 +9,7 @@ are predicted on their own input. Dice % of the primary output in each run's cac
 geometry (2 mm), pooled over the folds given.
 
 Usage: python benchmarks/missing_modality.py --cv 3 --labeled 2 --iterations 1000
-       --variants ours_cps ours_cps_md mt_t1ce mt_t2 [--folds 0 1 2]
+       --variants ours_cps ours_cps_md mt_t1ce mt_t2 [--folds 0 1 2] [--norm zscore_nonzero]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import json
 import numpy as np
 import torch
 from common import append_benchmark
-from cv_protocol import cv_root
+from cv_protocol import CACHES, cv_root, norm_tag
 
 from duetseg.evaluation.metrics import dice
 from duetseg.output_spec import branch_modalities
@@ -58,10 +58,12 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--variants", nargs="+", required=True)
     parser.add_argument("--folds", nargs="+", type=int, default=None)
+    parser.add_argument("--norm", default=None, choices=sorted({s for _, s in CACHES.values()}),
+                        help="the protocol's intensity normalisation (as real_brats.py --norm)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     folds = args.folds if args.folds is not None else list(range(args.cv))
-    root = cv_root(args.cv, args.labeled, args.iterations)
+    root = cv_root(args.cv, args.labeled, args.iterations, norm_tag("", args.norm))
     lines = ["| variant | folds done | inputs | mean Dice % | n cases |", "|---|---|---|---|---|"]
     for variant in args.variants:
         runs = [root / f"{variant}_f{k}" for k in folds]
@@ -80,7 +82,8 @@ def main() -> None:
         f"A modality missing at prediction, {args.cv}-fold CV, {args.labeled} labelled",
         "python benchmarks/missing_modality.py " + " ".join(
             [f"--cv {args.cv}", f"--labeled {args.labeled}", f"--iterations {args.iterations}",
-             "--variants", *args.variants, "--folds", *map(str, folds)]),
+             "--variants", *args.variants, "--folds", *map(str, folds)]
+            + (["--norm", args.norm] if args.norm else [])),
         table, notes="Absent inputs zero-filled as `duetseg predict` does; the absent "
                      "branch's output dropped; Dice in the 2 mm cache geometry.")
 

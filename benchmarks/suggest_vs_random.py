@@ -15,7 +15,7 @@ with a bootstrap 95 % CI. Runs live in ``<protocol>/suggest/``; finished ones ar
 interrupted ones resume.
 
 Usage: python benchmarks/suggest_vs_random.py --variant ours_cps --cv 3 --labeled 2
-       --iterations 1000 [--folds 0 1 2] [--draws 3] [--summarize]
+       --iterations 1000 [--folds 0 1 2] [--draws 3] [--norm zscore_nonzero] [--summarize]
 """
 
 from __future__ import annotations
@@ -27,7 +27,16 @@ from pathlib import Path
 
 import numpy as np
 from common import append_benchmark
-from cv_protocol import VARIANTS, cv_root, prepare_cache, train_fold_run
+from cv_protocol import (
+    CACHES,
+    VARIANTS,
+    cache_key,
+    cv_root,
+    norm_tag,
+    prepare_cache,
+    train_fold_run,
+)
+from run_archive import archive_path, finished_run
 
 from duetseg.data.splits import load_splits
 from duetseg.run.layout import RunDir
@@ -47,21 +56,36 @@ def arms(base: Path, fold: int, draws: int) -> dict[str, list[str]]:
     return out
 
 
+def suggest_dir(args) -> Path:
+    """The folder of the arms' runs."""
+    return cv_root(args.cv, args.labeled, args.iterations, norm_tag("", args.norm)) / "suggest"
+
+
+def plan_path(args, fold: int) -> Path:
+    """The arms of one fold, kept with the archived results (they hang on the base run's
+    weights, which a fresh checkout lacks)."""
+    return archive_path(suggest_dir(args)) / f"{args.variant}_f{fold}_plan.json"
+
+
 def run_fold(args, fold: int) -> None:
-    root = cv_root(args.cv, args.labeled, args.iterations)
-    base = root / f"{args.variant}_f{fold}"
-    if not RunDir(base).is_evaluated("test"):
-        raise SystemExit(f"{base} is not finished: run real_brats.py --cv first")
-    out = root / "suggest"
-    out.mkdir(exist_ok=True)
-    plan_file = out / f"{args.variant}_f{fold}_plan.json"
+    out = suggest_dir(args)
+    base = out.parent / f"{args.variant}_f{fold}"
+    plan_file = plan_path(args, fold)
+    if not plan_file.is_file() and not (base / "checkpoints" / "last.pt").is_file():
+        raise SystemExit(f"{base} has no weights to rank cases with: run real_brats.py --cv "
+                         "first")
+    out.mkdir(parents=True, exist_ok=True)
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
     if plan_file.is_file():  # the same arms on every rerun, whatever suggest says later
         plan = json.loads(plan_file.read_text())
     else:
         plan = arms(base, fold, args.draws)
         plan_file.write_text(json.dumps(plan, indent=1))
-    labelled = load_splits(RunDir(base).splits_file)["labeled"]
-    cache = prepare_cache(VARIANTS[args.variant][2])
+    finished_base = finished_run(base)
+    if finished_base is None:
+        raise SystemExit(f"{base} is not finished: run real_brats.py --cv first")
+    labelled = load_splits(RunDir(finished_base).splits_file)["labeled"]
+    cache = prepare_cache(cache_key(VARIANTS[args.variant][2], args.norm))
     for arm, added in plan.items():
         listing = out / f"{args.variant}_f{fold}_{arm}.txt"
         listing.write_text("\n".join(labelled + added) + "\n")
@@ -80,15 +104,15 @@ def _case_dice(run_dir: Path) -> dict[str, float]:
 
 
 def summarize(args, folds: list[int]) -> None:
-    out = cv_root(args.cv, args.labeled, args.iterations) / "suggest"
+    out = suggest_dir(args)
     per_arm: dict[str, dict[str, float]] = {}
     for fold in folds:
-        plan_file = out / f"{args.variant}_f{fold}_plan.json"
+        plan_file = plan_path(args, fold)
         if not plan_file.is_file():
             continue
         for arm in json.loads(plan_file.read_text()):
-            run_dir = out / f"{args.variant}_f{fold}_{arm}"
-            if RunDir(run_dir).is_evaluated("test"):
+            run_dir = finished_run(out / f"{args.variant}_f{fold}_{arm}")
+            if run_dir is not None:
                 per_arm.setdefault(arm, {}).update(_case_dice(run_dir))
     randoms = [a for a in per_arm if a.startswith("random")]
     cases = sorted(set(per_arm.get("suggested", {})).intersection(
@@ -110,7 +134,8 @@ def summarize(args, folds: list[int]) -> None:
         f"{args.labeled} + {TOP} labelled",
         f"python benchmarks/suggest_vs_random.py --variant {args.variant} --cv {args.cv} "
         f"--labeled {args.labeled} --iterations {args.iterations} --draws {args.draws} "
-        f"--folds {' '.join(map(str, folds))} --summarize",
+        f"--folds {' '.join(map(str, folds))} --summarize"
+        + (f" --norm {args.norm}" if args.norm else ""),
         table, notes="Per-case Dice of the primary output, original geometry, pooled over "
                      "the folds run; the difference is paired per case.")
 
@@ -124,6 +149,8 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=None)
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--summarize", action="store_true")
+    parser.add_argument("--norm", default=None, choices=sorted({s for _, s in CACHES.values()}),
+                        help="the protocol's intensity normalisation (as real_brats.py --norm)")
     args = parser.parse_args()
     folds = args.folds if args.folds is not None else list(range(args.cv))
     if args.summarize:
