@@ -36,8 +36,8 @@ from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 
-__all__ = ["VARIANTS", "run_cv", "summarize_cv", "cv_root", "cv_run_dir", "prepare_cache",
-           "train_fold_run", "report_tables"]
+__all__ = ["VARIANTS", "NORM_SCHEMES", "run_cv", "summarize_cv", "cv_root", "cv_run_dir",
+           "prepare_cache", "train_fold_run", "report_tables"]
 
 W0 = ["method.consistency_weight=0"]
 ALL = ["model.branch_input=all"]
@@ -57,6 +57,7 @@ CACHES: dict[str, tuple[tuple[str, ...], str]] = {
     "t1ce_only": (("t1ce",), "minmax"),
     "t2_only": (("t2",), "minmax"),
 }
+NORM_SCHEMES = sorted({scheme for _, scheme in CACHES.values()})  # choices of --norm
 
 # name -> (method, overrides, cache key of CACHES)
 VARIANTS: dict[str, tuple[str, list[str], str]] = {

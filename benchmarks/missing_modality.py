@@ -20,7 +20,7 @@ import json
 import numpy as np
 import torch
 from common import append_benchmark
-from cv_protocol import CACHES, cv_root, norm_tag
+from cv_protocol import NORM_SCHEMES, cv_root, norm_tag
 
 from duetseg.evaluation.metrics import dice
 from duetseg.output_spec import branch_modalities
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--variants", nargs="+", required=True)
     parser.add_argument("--folds", nargs="+", type=int, default=None)
-    parser.add_argument("--norm", default=None, choices=sorted({s for _, s in CACHES.values()}),
+    parser.add_argument("--norm", default=None, choices=NORM_SCHEMES,
                         help="the protocol's intensity normalisation (as real_brats.py --norm)")
     args = parser.parse_args()
     torch.set_num_threads(2)

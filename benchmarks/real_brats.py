@@ -24,7 +24,7 @@ import time
 
 import torch
 from common import REPO, append_benchmark
-from cv_protocol import CACHES, prepare_cache, run_cv, summarize_cv
+from cv_protocol import NORM_SCHEMES, prepare_cache, run_cv, summarize_cv
 
 from duetseg.config import load_config
 from duetseg.reporting.report import make_report
@@ -74,7 +74,7 @@ def main() -> None:
                         help="with --cv --summarize: gain of the first method over each")
     parser.add_argument("--collapse", action="store_true",
                         help="with --cv --summarize: add the unlabelled-volume collapse check")
-    parser.add_argument("--norm", default=None, choices=sorted({s for _, s in CACHES.values()}),
+    parser.add_argument("--norm", default=None, choices=NORM_SCHEMES,
                         help="with --cv: intensity normalisation of every variant's cache "
                              "(runs in the folder tagged _NORM)")
     args = parser.parse_args()

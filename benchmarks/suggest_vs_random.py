@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from common import append_benchmark
 from cv_protocol import (
-    CACHES,
+    NORM_SCHEMES,
     VARIANTS,
     cache_key,
     cv_root,
@@ -71,6 +71,9 @@ def run_fold(args, fold: int) -> None:
     out = suggest_dir(args)
     base = out.parent / f"{args.variant}_f{fold}"
     plan_file = plan_path(args, fold)
+    finished_base = finished_run(base)
+    if finished_base is None:
+        raise SystemExit(f"{base} is not finished: run real_brats.py --cv first")
     if not plan_file.is_file() and not (base / "checkpoints" / "last.pt").is_file():
         raise SystemExit(f"{base} has no weights to rank cases with: run real_brats.py --cv "
                          "first")
@@ -81,9 +84,6 @@ def run_fold(args, fold: int) -> None:
     else:
         plan = arms(base, fold, args.draws)
         plan_file.write_text(json.dumps(plan, indent=1))
-    finished_base = finished_run(base)
-    if finished_base is None:
-        raise SystemExit(f"{base} is not finished: run real_brats.py --cv first")
     labelled = load_splits(RunDir(finished_base).splits_file)["labeled"]
     cache = prepare_cache(cache_key(VARIANTS[args.variant][2], args.norm))
     for arm, added in plan.items():
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=None)
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--summarize", action="store_true")
-    parser.add_argument("--norm", default=None, choices=sorted({s for _, s in CACHES.values()}),
+    parser.add_argument("--norm", default=None, choices=NORM_SCHEMES,
                         help="the protocol's intensity normalisation (as real_brats.py --norm)")
     args = parser.parse_args()
     folds = args.folds if args.folds is not None else list(range(args.cv))
