@@ -37,6 +37,20 @@ def test_without_noise_each_channel_keeps_its_order_and_zero_background():
             assert torch.all(torch.diff(out[b, c].flatten()[order]) >= -1e-6)
 
 
+def test_z_scored_background_stays_zero_even_with_noise():
+    torch.manual_seed(0)
+    image = _brain()
+    inside = image != 0
+    image[inside] = (image[inside] - 0.5) * 4  # z-scored: negative and positive brain values
+    out = random_intensity(image, noise=0.1)
+    assert torch.all(out[~inside] == 0)
+    assert not torch.allclose(out[inside], image[inside])
+    for b in range(image.shape[0]):  # the perturbed brain stays inside the scaled range
+        for c in range(image.shape[1]):
+            x, y = image[b, c][inside[b, c]], out[b, c][inside[b, c]]
+            assert y.min() >= x.min() * 1.25 - 1 and y.max() <= x.max() * 1.25 + 1
+
+
 def test_crops_and_modalities_are_perturbed_independently():
     torch.manual_seed(0)
     image = _brain(b=2).clone()
@@ -95,7 +109,7 @@ def test_ours_trains_with_intensity_view_alone_and_with_cutmix(consistency):
         method = ours(consistency=consistency, intensity_view=True, cutmix=cutmix)
         losses = method.training_losses(_brain(b=4),
                                         (torch.rand(2, 16, 16, 16) > 0.5).long(), iteration=99)
-        assert torch.isfinite(losses["loss"]) and float(losses["unsup"]) > 0
+        assert torch.isfinite(losses["loss"]) and float(losses["unsup"].detach()) > 0
         losses["loss"].backward()
         assert all(p.grad is not None for p in method.net.parameters() if p.requires_grad)
 

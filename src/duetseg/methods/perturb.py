@@ -31,12 +31,12 @@ def random_intensity(image: torch.Tensor, gamma: tuple[float, float] = (0.5, 2.0
                      noise: float = 0.1) -> torch.Tensor:
     """Independent random gamma, brightness and Gaussian noise per crop and modality.
 
-    For each crop ``b`` and channel ``c`` (values ``x`` over the crop, range ``[lo, hi]``):
+    For each crop ``b`` and channel ``c`` (``x`` the crop's non-zero values, range ``[lo, hi]``):
     ``y = lo + (hi - lo) * ((x - lo) / (hi - lo)) ** g`` with ``log g`` uniform in
     ``log(gamma)``, then ``y * s`` with ``s`` uniform in ``brightness``, then
-    ``+ N(0, (u * noise * std(x))^2)`` with ``u`` uniform in [0, 1]. Gamma keeps ``lo`` and
-    ``hi`` and brightness keeps 0, so before the noise a min-max-normalised background
-    stays 0; a constant channel (e.g. a modality zeroed by modality dropout) is returned unchanged.
+    ``+ N(0, (u * noise * std(x))^2)`` with ``u`` uniform in [0, 1]. Zero voxels (background,
+    padding) stay zero, so the view suits min-max and z-scored caches alike; a constant
+    channel (e.g. a modality zeroed by modality dropout) is returned unchanged.
 
     Args:
         image: ``(B, C, *spatial)`` float crops.
@@ -58,15 +58,23 @@ def random_intensity(image: torch.Tensor, gamma: tuple[float, float] = (0.5, 2.0
     b, c = image.shape[:2]
     shape = (b, c) + (1,) * (image.dim() - 2)
     flat = image.float().flatten(2)
-    lo = flat.amin(2).view(shape)
-    hi = flat.amax(2).view(shape)
-    std = flat.std(2).view(shape)
+    # Statistics over the non-zero voxels only: on a z-scored crop the zero background lies
+    # inside [lo, hi], and perturbing it would paint a texture no test image has.
+    inside = flat != 0
+    count = inside.sum(2).view(shape)
+    lo = torch.where(inside, flat, math.inf).amin(2).view(shape)
+    hi = torch.where(inside, flat, -math.inf).amax(2).view(shape)
+    mean = (flat * inside).sum(2).view(shape) / count.clamp_min(1)
+    centred = (image.float() - mean) * inside.view(image.shape)
+    std = (centred.flatten(2).pow(2).sum(2).view(shape) / (count - 1).clamp_min(1)).sqrt()
     g = torch.exp(_uniform(shape, math.log(gamma[0]), math.log(gamma[1]))).to(image.device)
     s = _uniform(shape, *brightness).to(image.device)
     sigma = (torch.rand(shape) * noise).to(image.device) * std
     eps = torch.randn(image.shape).to(image.device)
-    span = hi - lo
+    span = torch.where(count > 0, hi - lo, 0.0)
+    lo = torch.where(count > 0, lo, 0.0)
     flat_channel = span <= _EPS
     unit = ((image.float() - lo) / span.clamp_min(_EPS)).clamp(0, 1)
     out = (lo + span * unit ** g) * s + sigma * eps
-    return torch.where(flat_channel, image.float(), out).to(image.dtype)
+    keep = flat_channel | (image == 0)
+    return torch.where(keep, image.float(), out).to(image.dtype)
