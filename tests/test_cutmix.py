@@ -124,6 +124,6 @@ def test_ours_cutmix_trains_with_every_consistency(consistency):
     image = torch.rand(4, 2, 16, 16, 16)
     label = (torch.rand(2, 16, 16, 16) > 0.5).long()
     losses = method.training_losses(image, label, iteration=99)
-    assert torch.isfinite(losses["loss"]) and float(losses["unsup"]) > 0
+    assert torch.isfinite(losses["loss"]) and float(losses["unsup"].detach()) > 0
     losses["loss"].backward()
     assert all(p.grad is not None for p in method.net.parameters() if p.requires_grad)
