@@ -38,6 +38,7 @@ from cv_protocol import (
 )
 from run_archive import archive_path, finished_run
 
+from duetseg.atomic import save_json, save_text
 from duetseg.data.splits import load_splits
 from duetseg.run.layout import RunDir
 from duetseg.workflows.suggest import suggest_cases
@@ -78,17 +79,16 @@ def run_fold(args, fold: int) -> None:
         raise SystemExit(f"{base} has no weights to rank cases with: run real_brats.py --cv "
                          "first")
     out.mkdir(parents=True, exist_ok=True)
-    plan_file.parent.mkdir(parents=True, exist_ok=True)
     if plan_file.is_file():  # the same arms on every rerun, whatever suggest says later
         plan = json.loads(plan_file.read_text())
     else:
         plan = arms(base, fold, args.draws)
-        plan_file.write_text(json.dumps(plan, indent=1))
+        save_json(plan, plan_file)
     labelled = load_splits(RunDir(finished_base).splits_file)["labeled"]
     cache = prepare_cache(cache_key(VARIANTS[args.variant][2], args.norm))
     for arm, added in plan.items():
         listing = out / f"{args.variant}_f{fold}_{arm}.txt"
-        listing.write_text("\n".join(labelled + added) + "\n")
+        save_text("\n".join(labelled + added) + "\n", listing)
         train_fold_run(args.variant, out / f"{args.variant}_f{fold}_{arm}", cache, args.cv,
                        fold, args.labeled, args.iterations,
                        [f"splits.labeled_list={listing}"])

@@ -65,14 +65,13 @@ def random_intensity(image: torch.Tensor, gamma: tuple[float, float] = (0.5, 2.0
     lo = torch.where(inside, flat, math.inf).amin(2).view(shape)
     hi = torch.where(inside, flat, -math.inf).amax(2).view(shape)
     mean = (flat * inside).sum(2).view(shape) / count.clamp_min(1)
-    centred = (image.float() - mean) * inside.view(image.shape)
-    std = (centred.flatten(2).pow(2).sum(2).view(shape) / (count - 1).clamp_min(1)).sqrt()
+    centred = (flat - mean.flatten(2)) * inside
+    std = (centred.pow(2).sum(2).view(shape) / (count - 1).clamp_min(1)).sqrt()
     g = torch.exp(_uniform(shape, math.log(gamma[0]), math.log(gamma[1]))).to(image.device)
     s = _uniform(shape, *brightness).to(image.device)
     sigma = (torch.rand(shape) * noise).to(image.device) * std
     eps = torch.randn(image.shape).to(image.device)
-    span = torch.where(count > 0, hi - lo, 0.0)
-    lo = torch.where(count > 0, lo, 0.0)
+    span = hi - lo  # -inf on an all-zero channel, whose voxels are all kept below
     flat_channel = span <= _EPS
     unit = ((image.float() - lo) / span.clamp_min(_EPS)).clamp(0, 1)
     out = (lo + span * unit ** g) * s + sigma * eps
