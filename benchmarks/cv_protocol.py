@@ -81,6 +81,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_cps": ("ours", CPS, "minmax"),
     "ours_ens": ("ours", ["method.options.consistency=ensemble_pseudo"], "minmax"),
     "ours_confps": ("ours", ["method.options.consistency=confident_pseudo"], "minmax"),
+    "ours_cpsfg": ("ours", ["method.options.consistency=foreground_pseudo"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),
     "ours_int": ("ours", CPS + ["method.options.intensity_view=true"], "minmax"),
     "ours_cp": ("ours", CPS + ["method.options.copy_paste=true"], "minmax"),

@@ -15,6 +15,7 @@ from duetseg.methods.losses import (
     confident_teacher_mse,
     cross_branch_mse,
     cross_pseudo_supervision,
+    foreground_cross_pseudo,
     hard_pseudo_ce,
     masked_ce_dice,
 )
@@ -150,6 +151,36 @@ def test_confident_pseudo_lets_the_surer_branch_teach_and_not_learn():
     assert ga_t[0, 1, 0] < 0 and torch.all(ga_t[0, :, 1] == 0)
 
 
+def test_foreground_pseudo_never_lets_background_erase_a_branchs_foreground():
+    """Voxel 0: a tumour, b background -> b learns tumour, a gets no loss (not erased).
+    Voxel 1: both background -> both learn background. Voxel 2: a background, b tumour."""
+    fa = torch.tensor([[0.9, 0.1, 0.2]])
+    fb = torch.tensor([[0.3, 0.2, 0.7]])
+    la = torch.log(torch.stack([1 - fa, fa], 1)).requires_grad_(True)
+    lb = torch.log(torch.stack([1 - fb, fb], 1)).requires_grad_(True)
+    ga, gb = torch.autograd.grad(foreground_cross_pseudo([la, lb]), [la, lb])
+    assert torch.all(ga[0, :, 0] == 0) and torch.all(gb[0, :, 2] == 0)  # nothing erased
+    assert gb[0, 1, 0] < 0 and ga[0, 1, 2] < 0  # the missed tumour is taught both ways
+    assert ga[0, 1, 1] > 0 and gb[0, 1, 1] > 0  # agreed background still learnt
+    # plain cross pseudo-labels would erase it: a's tumour at voxel 0 pushed down
+    ce = torch.nn.CrossEntropyLoss()
+    assert torch.autograd.grad(cross_pseudo_supervision([la, lb], ce), la)[0][0, 1, 0] > 0
+
+
+def test_foreground_pseudo_is_cross_pseudo_when_nothing_is_contested():
+    torch.manual_seed(0)
+    la = torch.randn(2, 2, 6, 6, 6)
+    lb = 2 * la  # same argmax, other probabilities
+    assert torch.allclose(foreground_cross_pseudo([la, lb]),
+                          cross_pseudo_supervision([la, lb], SupervisedLoss()), atol=1e-5)
+    # the learner's own foreground is read from the teacher logits: a teacher for a that
+    # sees tumour everywhere b's teacher does not makes those voxels contested for a
+    ta = torch.stack([torch.zeros(2, 6, 6, 6), torch.ones(2, 6, 6, 6)], 1)
+    tb = -ta
+    plain = cross_pseudo_supervision([la, lb], SupervisedLoss(), teacher=[ta, tb])
+    assert not torch.allclose(foreground_cross_pseudo([la, lb], [ta, tb]), plain)
+
+
 def _ctx(**options) -> MethodContext:
     return MethodContext(("t1ce", "t2"), 2, ModelConfig(base_width=4, dropout=0.0),
                          MethodConfig(name="ours", options=options), 100)
@@ -157,7 +188,7 @@ def _ctx(**options) -> MethodContext:
 
 @pytest.mark.parametrize("consistency",
                          ["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
-                          "ensemble_pseudo", "confident_pseudo"])
+                          "ensemble_pseudo", "confident_pseudo", "foreground_pseudo"])
 def test_ours_consistency_options_train(consistency):
     torch.manual_seed(0)
     method = build_method(_ctx(consistency=consistency))

@@ -117,7 +117,7 @@ def test_mixed_crop_keeps_a_branch_only_where_both_sources_had_it():
 
 @pytest.mark.parametrize("consistency",
                          ["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
-                          "ensemble_pseudo", "confident_pseudo"])
+                          "ensemble_pseudo", "confident_pseudo", "foreground_pseudo"])
 def test_ours_cutmix_trains_with_every_consistency(consistency):
     torch.manual_seed(0)
     method = ours(consistency=consistency, cutmix=True)

@@ -54,6 +54,7 @@ from duetseg.methods.losses import (
     confident_teacher_mse,
     cross_branch_mse,
     cross_pseudo_supervision,
+    foreground_cross_pseudo,
     hard_pseudo_ce,
     masked_branch_consistency,
 )
@@ -75,7 +76,9 @@ class Ours(DualBranchMethod):
     supervised CE + Dice, :func:`cross_pseudo_supervision`) or ``ensemble_pseudo`` (the same,
     every branch learning the argmax of both branches' mean softmax) or ``confident_pseudo``
     (per voxel the more confident branch's argmax, learnt by the other branch only,
-    :func:`confident_pseudo_supervision`).
+    :func:`confident_pseudo_supervision`) or ``foreground_pseudo`` (cross pseudo-labels
+    where another branch's background never overrides the learner's own foreground,
+    :func:`foreground_cross_pseudo`).
 
     ``method.options.cross_branch_grad: false`` passes the unlabelled crops through detached
     MMF gates (:meth:`DuetNet.forward` ``detach_gates_from``): the branches still see each
@@ -94,7 +97,8 @@ class Ours(DualBranchMethod):
         # cross_pseudo by the cross-validated real-data numbers (BENCHMARKS.md); the paper's
         # soft MSE ("mse") collapsed to background there. Preset `paper` pins "mse".
         consistency: Literal["mse", "confident_teacher", "hard_pseudo", "cross_pseudo",
-                             "ensemble_pseudo", "confident_pseudo"] = "cross_pseudo"
+                             "ensemble_pseudo", "confident_pseudo",
+                             "foreground_pseudo"] = "cross_pseudo"
         pseudo_threshold: float = Field(default=0.8, ge=0.0, lt=1.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
         mcml: bool = True
@@ -148,6 +152,8 @@ class Ours(DualBranchMethod):
             return hard_pseudo_ce(logits, self.options.pseudo_threshold, teacher)
         if kind == "confident_pseudo":
             return confident_pseudo_supervision(logits, teacher)
+        if kind == "foreground_pseudo":
+            return foreground_cross_pseudo(logits, teacher)
         if kind in ("cross_pseudo", "ensemble_pseudo"):
             return cross_pseudo_supervision(logits, self.sup_loss,
                                             include_self=kind == "ensemble_pseudo",
