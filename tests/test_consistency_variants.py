@@ -179,6 +179,12 @@ def test_foreground_pseudo_is_cross_pseudo_when_nothing_is_contested():
     tb = -ta
     plain = cross_pseudo_supervision([la, lb], SupervisedLoss(), teacher=[ta, tb])
     assert not torch.allclose(foreground_cross_pseudo([la, lb], [ta, tb]), plain)
+    # erase_weight 1 gives the contested voxels their full weight back: plain CPS
+    assert torch.allclose(foreground_cross_pseudo([la, lb], [ta, tb], erase_weight=1.0),
+                          plain, atol=1e-5)
+    half = foreground_cross_pseudo([la, lb], [ta, tb], erase_weight=0.5)
+    low = foreground_cross_pseudo([la, lb], [ta, tb])
+    assert low < half < plain
 
 
 def _ctx(**options) -> MethodContext:
@@ -265,7 +271,7 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert cfg.method.options == {}
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
-                                       "mcml": True, "cross_branch_grad": True,
+                                       "erase_weight": 0.0, "mcml": True, "cross_branch_grad": True,
                                        "cutmix": False, "cutmix_ratio": 0.8,
                                        "intensity_view": False, "copy_paste": False,
                                        "copy_paste_ratio": 2.0 / 3.0}

@@ -100,6 +100,9 @@ class Ours(DualBranchMethod):
                              "ensemble_pseudo", "confident_pseudo",
                              "foreground_pseudo"] = "cross_pseudo"
         pseudo_threshold: float = Field(default=0.8, ge=0.0, lt=1.0)
+        # foreground_pseudo: weight of another branch's background on the learner's own
+        # foreground (0: never erased; 1: plain cross_pseudo)
+        erase_weight: float = Field(default=0.0, ge=0.0, le=1.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
         mcml: bool = True
         # False: the unlabelled crops go through detached MMF gates, so each branch's
@@ -153,7 +156,7 @@ class Ours(DualBranchMethod):
         if kind == "confident_pseudo":
             return confident_pseudo_supervision(logits, teacher)
         if kind == "foreground_pseudo":
-            return foreground_cross_pseudo(logits, teacher)
+            return foreground_cross_pseudo(logits, teacher, self.options.erase_weight)
         if kind in ("cross_pseudo", "ensemble_pseudo"):
             return cross_pseudo_supervision(logits, self.sup_loss,
                                             include_self=kind == "ensemble_pseudo",
