@@ -84,6 +84,10 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_cpsfg": ("ours", ["method.options.consistency=foreground_pseudo"], "minmax"),
     "ours_cpsfg05": ("ours", ["method.options.consistency=foreground_pseudo",
                               "method.options.erase_weight=0.5"], "minmax"),
+    # pseudo-label volumes kept at the labelled prior (methods/prior_guard.py)
+    "ours_cpsprior": ("ours", CPS + ["method.options.pseudo_prior=match"], "minmax"),
+    "ours_cpsfgcap": ("ours", ["method.options.consistency=foreground_pseudo",
+                               "method.options.pseudo_prior=cap"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),
     "ours_int": ("ours", CPS + ["method.options.intensity_view=true"], "minmax"),
     "ours_cp": ("ours", CPS + ["method.options.copy_paste=true"], "minmax"),

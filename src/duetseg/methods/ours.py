@@ -28,7 +28,9 @@ from the global torch generator (saved in checkpoints, so resuming stays exact).
 ``method.options.copy_paste: true`` (off by default; not in the paper) replaces the step by
 bidirectional copy-paste between labelled and unlabelled crops, ground truth on the labelled
 parts and cross pseudo-labels from the clean crops on the others
-(:mod:`duetseg.methods.copy_paste`).
+(:mod:`duetseg.methods.copy_paste`). ``method.options.pseudo_prior: cap | match`` (off by
+default) takes the hard pseudo-labels from logits plus a class bias steered towards the
+labelled cases' class volumes (:mod:`duetseg.methods.prior_guard`).
 
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
 no supervised loss on that crop (batch Dice over the crops where it is present) and takes
@@ -60,6 +62,7 @@ from duetseg.methods.losses import (
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 from duetseg.methods.perturb import random_intensity
+from duetseg.methods.prior_guard import PseudoLabelPrior
 from duetseg.models.blocks import frozen_norm_statistics
 
 __all__ = ["Ours"]
@@ -103,6 +106,12 @@ class Ours(DualBranchMethod):
         # foreground_pseudo: weight of another branch's background on the learner's own
         # foreground (0: never erased; 1: plain cross_pseudo)
         erase_weight: float = Field(default=0.0, ge=0.0, le=1.0)
+        # pseudo-labels from logits plus a per-class bias steered by the labelled cases'
+        # class volumes (:mod:`duetseg.methods.prior_guard`): "match" keeps the pseudo-label
+        # volumes at them, "cap" only brakes volumes above them; hard pseudo-labels only
+        pseudo_prior: Literal["off", "cap", "match"] = "off"
+        prior_rate: float = Field(default=0.02, gt=0.0, le=1.0)
+        prior_max_shift: float = Field(default=5.0, gt=0.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
         mcml: bool = True
         # False: the unlabelled crops go through detached MMF gates, so each branch's
@@ -137,9 +146,27 @@ class Ours(DualBranchMethod):
                                  "and cross_branch_grad: true")
             return self
 
+        @model_validator(mode="after")
+        def _prior_needs_hard_labels(self):
+            if self.pseudo_prior != "off" and (self.consistency in ("mse", "confident_teacher")
+                                      or self.copy_paste):
+                raise ValueError("pseudo_prior needs a hard pseudo-label consistency "
+                                 "(not mse or confident_teacher) and copy_paste: false")
+            return self
+
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.uses_unlabeled = self.options.mcml
+        self.prior = None
+        if self.options.pseudo_prior != "off" and self.uses_unlabeled:
+            self.prior = PseudoLabelPrior(ctx.num_classes, self.options.prior_rate,
+                                          self.options.prior_max_shift,
+                                          cap_only=self.options.pseudo_prior == "cap")
+            self.needs_label_prior = True
+
+    def set_label_prior(self, fractions) -> None:
+        if self.prior is not None:
+            self.prior.set_target(fractions)
 
     def consistency(self, logits: list[torch.Tensor],
                     teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
@@ -220,12 +247,17 @@ class Ours(DualBranchMethod):
         total = sup
         if unsupervised:
             unlabelled = [lg[n:] for lg in logits]
+            if self.prior is not None:
+                teacher = self.prior.shift(unlabelled if teacher is None else teacher)
             if present_u is None:
                 unsup = self.consistency(unlabelled, teacher)
             else:
                 unsup = masked_branch_consistency(self.consistency, unlabelled, present_u,
                                                   teacher)
             total = self.add_unsupervised(losses, total, unsup, iteration)
+            if self.prior is not None:
+                self.prior.update(teacher)
+                losses["prior_bias"] = self.prior.bias[1:].mean()
         losses["loss"] = total
         return losses
 
