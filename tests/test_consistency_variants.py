@@ -271,7 +271,9 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert cfg.method.options == {}
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
-                                       "erase_weight": 0.0, "mcml": True, "cross_branch_grad": True,
+                                       "erase_weight": 0.0, "pseudo_prior": "off",
+                                       "prior_rate": 0.02, "prior_max_shift": 5.0,
+                                       "mcml": True, "cross_branch_grad": True,
                                        "cutmix": False, "cutmix_ratio": 0.8,
                                        "intensity_view": False, "copy_paste": False,
                                        "copy_paste_ratio": 2.0 / 3.0}
