@@ -44,7 +44,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import Field, model_validator
 
@@ -165,7 +164,7 @@ class Ours(DualBranchMethod):
                                           cap_only=self.options.pseudo_prior == "cap")
             self.needs_label_prior = True
 
-    def set_label_prior(self, fractions: np.ndarray) -> None:
+    def set_label_prior(self, fractions) -> None:
         if self.prior is not None:
             self.prior.set_target(fractions)
 

@@ -164,6 +164,8 @@ def _batches(s: _Session, end: int) -> DataLoader:
         rank=s.ctx.rank, world_size=s.ctx.world_size, modality_dropout=tc.modality_dropout,
         intensity_augment=tc.intensity_augment,
     )
+    if s.method.needs_label_prior:
+        s.method.set_label_prior(dataset.label_fractions(s.method.ctx.num_classes))
     return make_loader(dataset, s.start, end,
                        resolve_num_workers(tc.num_workers, s.ctx.world_size), tc.seed)
 
@@ -270,8 +272,6 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, progress: bool = Tru
     tc = cfg.train
     end = tc.max_iterations if stop_at is None else min(stop_at, tc.max_iterations)
     loader = _batches(s, end)
-    if s.method.needs_label_prior:  # set again on resume: the same fixed prior
-        s.method.set_label_prior(loader.dataset.label_fractions(s.method.ctx.num_classes))
     s.method.train()
     bar = progress_bar(total=tc.max_iterations, initial=s.start,
                        disable=not (progress and s.ctx.is_main), desc="train",
