@@ -44,6 +44,8 @@ ALL = ["model.branch_input=all"]
 # two independent networks that each read both modalities (no MMF, no MAE)
 INDEP = ALL + ["model.fusion=none", "model.mae=false"]
 CPS = ["method.options.consistency=cross_pseudo"]
+NO_MAE = ["model.mae=false"]
+NO_FUSION = ["model.fusion=none", *NO_MAE]  # two branches, each on its own modality
 SG = ["method.options.cross_branch_grad=false"]
 MSE = ["method.options.consistency=mse"]  # the paper's objective, pinned
 MD = ["train.modality_dropout=0.3"]
@@ -86,6 +88,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                               "method.options.erase_weight=0.5"], "minmax"),
     # pseudo-label volumes kept at the labelled prior (methods/prior_guard.py)
     "ours_cpsprior": ("ours", CPS + ["method.options.pseudo_prior=match"], "minmax"),
+    # pseudo-labels keep the source branch's own expected volume per crop (no prior)
+    "ours_cpssoft": ("ours", CPS + ["method.options.pseudo_prior=soft"], "minmax"),
     "ours_cpsfgcap": ("ours", ["method.options.consistency=foreground_pseudo",
                                "method.options.pseudo_prior=cap"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),
@@ -105,6 +109,12 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_ramp0": ("ours", ["method.rampup_fraction=0"], "minmax"),
     "ours_drop01": ("ours", ["model.dropout=0.1"], "minmax"),
     "ours_drop01_w0": ("ours", ["model.dropout=0.1", *W0], "minmax"),
+    # the paper's Table 2 on real data: each switch off in turn, same batches (``W0`` rows
+    # keep the unlabelled crops in the batch); MMF + MAE is ``ours_w0``, the full model
+    # ``ours_cps``
+    "abl_base": ("ours", NO_FUSION + W0, "minmax"),
+    "abl_mmf": ("ours", NO_MAE + W0, "minmax"),
+    "abl_mmf_mcml": ("ours", NO_MAE + CPS, "minmax"),
     # intensity normalisation
     "ours_zscore": ("ours", [], "zscore_nonzero"),
     "ours_zscore_w0": ("ours", W0, "zscore_nonzero"),

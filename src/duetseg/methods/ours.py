@@ -30,7 +30,8 @@ bidirectional copy-paste between labelled and unlabelled crops, ground truth on 
 parts and cross pseudo-labels from the clean crops on the others
 (:mod:`duetseg.methods.copy_paste`). ``method.options.pseudo_prior: cap | match`` (off by
 default) takes the hard pseudo-labels from logits plus a class bias steered towards the
-labelled cases' class volumes (:mod:`duetseg.methods.prior_guard`).
+labelled cases' class volumes (:mod:`duetseg.methods.prior_guard`); ``soft`` instead biases
+each crop so that its pseudo-labels keep the source branch's own expected class volume.
 
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
 no supervised loss on that crop (batch Dice over the crops where it is present) and takes
@@ -62,7 +63,7 @@ from duetseg.methods.losses import (
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 from duetseg.methods.perturb import random_intensity
-from duetseg.methods.prior_guard import PseudoLabelPrior
+from duetseg.methods.prior_guard import PseudoLabelPrior, soft_volume_shift
 from duetseg.models.blocks import frozen_norm_statistics
 
 __all__ = ["Ours"]
@@ -109,7 +110,9 @@ class Ours(DualBranchMethod):
         # pseudo-labels from logits plus a per-class bias steered by the labelled cases'
         # class volumes (:mod:`duetseg.methods.prior_guard`): "match" keeps the pseudo-label
         # volumes at them, "cap" only brakes volumes above them; hard pseudo-labels only
-        pseudo_prior: Literal["off", "cap", "match"] = "off"
+        # "soft": no labelled prior; each crop's pseudo-labels keep the source branch's own
+        # expected class volume (sum of its softmax) instead of the argmax's
+        pseudo_prior: Literal["off", "cap", "match", "soft"] = "off"
         prior_rate: float = Field(default=0.02, gt=0.0, le=1.0)
         prior_max_shift: float = Field(default=5.0, gt=0.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
@@ -158,7 +161,7 @@ class Ours(DualBranchMethod):
         super().__init__(ctx)
         self.uses_unlabeled = self.options.mcml
         self.prior = None
-        if self.options.pseudo_prior != "off" and self.uses_unlabeled:
+        if self.options.pseudo_prior in ("cap", "match") and self.uses_unlabeled:
             self.prior = PseudoLabelPrior(ctx.num_classes, self.options.prior_rate,
                                           self.options.prior_max_shift,
                                           cap_only=self.options.pseudo_prior == "cap")
@@ -249,6 +252,8 @@ class Ours(DualBranchMethod):
             unlabelled = [lg[n:] for lg in logits]
             if self.prior is not None:
                 teacher = self.prior.shift(unlabelled if teacher is None else teacher)
+            elif self.options.pseudo_prior == "soft":
+                teacher = soft_volume_shift(unlabelled if teacher is None else teacher)
             if present_u is None:
                 unsup = self.consistency(unlabelled, teacher)
             else:
