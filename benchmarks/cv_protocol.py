@@ -231,11 +231,12 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
 def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
                  iterations: int, tag: str, seeds: tuple[int, ...], baseline: str,
                  collapse: bool = False, versus: list[str] | None = None,
-                 norm: str | None = None) -> None:
+                 norm: str | None = None, table2: bool = False) -> None:
     """Report the finished runs of the protocol and append the gain table to BENCHMARKS.md.
 
     ``versus``: other baselines; for each, the gain of the first variant over it (e.g. the
     default against ``ict``, ``mean_teacher``, ``mmcml``) is added below the main table.
+    ``table2``: add the ablation table (per-branch Dice for each MMF / MAE / MCML switch).
     """
     from common import append_benchmark
 
@@ -245,7 +246,7 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
     done = [path for path in found.values() if path is not None]
     missing = sorted(r.name for r, path in found.items() if path is None)
     tables = report_tables(done, root.parent / f"report_{root.name}", variants[0], baseline,
-                           versus, collapse)
+                           versus, collapse, table2)
     notes = (f"{folds}-fold cross-validation over the 15 brats-dev cases (folds run: "
              f"{fold_ids}, seeds {list(seeds)}), {labeled} labelled per fold (drawn by the "
              f"seed), the rest of the fold's "
@@ -265,17 +266,20 @@ def summarize_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: 
                      + ("" if list(seeds) == [0] else f" --seeds {' '.join(map(str, seeds))}")
                      + (f" --norm {norm}" if norm else "")
                      + (" --collapse" if collapse else "")
+                     + (" --table2" if table2 else "")
                      + (f" --versus {' '.join(versus)}" if versus else ""),
                      tables, notes=notes)
 
 
 def report_tables(done: list[Path], out_dir: Path, reference: str, baseline: str,
-                  versus: list[str] | None = None, collapse: bool = False) -> str:
+                  versus: list[str] | None = None, collapse: bool = False,
+                  table2: bool = False) -> str:
     """``duetseg report`` of finished runs; returns Table 1 and the gain table(s) as markdown.
 
     ``versus``: other baselines; for each, the gain of ``reference`` over it (e.g. the
     default against ``ict``, ``mean_teacher``, ``mmcml``) is added below the main table.
     ``collapse`` adds the unlabelled-volume check (needs the runs' checkpoints).
+    ``table2`` adds the ablation table when the runs hold at least two switch combinations.
     """
     from duetseg.reporting.collect import collect_runs
     from duetseg.reporting.gain import build_gain_table
@@ -284,6 +288,9 @@ def report_tables(done: list[Path], out_dir: Path, reference: str, baseline: str
     out = make_report(done, out_dir, baseline=baseline, reference=reference)
     table1 = (out.parent / "table1.md").read_text().strip()
     gain = (out.parent / "gain.md").read_text().strip()
+    ablation = out.parent / "table2.md"
+    if table2 and ablation.is_file():
+        table1 += "\n\n" + ablation.read_text().strip()
     if versus:
         records = collect_runs(done)
         for other in versus:

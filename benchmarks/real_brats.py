@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--baseline", default="ours_w0", help="with --cv --summarize")
     parser.add_argument("--versus", nargs="*", default=None,
                         help="with --cv --summarize: gain of the first method over each")
+    parser.add_argument("--table2", action="store_true",
+                        help="with --cv --summarize: add the ablation table (paper Table 2)")
     parser.add_argument("--collapse", action="store_true",
                         help="with --cv --summarize: add the unlabelled-volume collapse check")
     parser.add_argument("--norm", default=None, choices=NORM_SCHEMES,
@@ -86,7 +88,7 @@ def main() -> None:
         if args.summarize:
             summarize_cv(args.methods, args.cv, folds, args.labeled, args.iterations,
                          args.tag, seeds, args.baseline, args.collapse, args.versus,
-                         args.norm)
+                         args.norm, args.table2)
         else:
             run_cv(args.methods, args.cv, folds, args.labeled, args.iterations, args.set,
                    args.tag, seeds, args.norm)

@@ -99,7 +99,9 @@ def test_name_and_split_key(cv_runs):
     assert by_dir["ours_f0"].name == "ours" and by_dir["ict_f1"].name == "ict"
     assert by_dir["ours_f0"].split_key == by_dir["w0_f0"].split_key == by_dir["ict_f0"].split_key
     assert by_dir["ours_f0"].split_key != by_dir["ours_f1"].split_key
-    assert by_dir["w0_f1"].label == "ours_w0 25% s1 f1"
+    # weight 0: the labelled-only control, no MCML in Table 2
+    assert by_dir["w0_f1"].label == "ours_w0 25% s1 f1 [-MCML]" and not by_dir["w0_f1"].mcml
+    assert by_dir["ours_f1"].mcml
 
 
 def test_gain_mean_wilcoxon_and_counts(cv_runs):

@@ -43,7 +43,9 @@ class RunRecord:
         seed: ``train.seed``.
         mmf: multi-modal fusion on (``model.fusion != "none"``).
         mae: modality-aware enhancement on (``model.mae``).
-        mcml: contrastive mutual learning on (method ``ours`` with ``method.options.mcml``).
+        mcml: contrastive mutual learning on (method ``ours`` with ``method.options.mcml``
+            and an unsupervised weight other than 0: a weight-0 run is the labelled-only
+            control).
         primary_output: the output scored as the method's prediction.
         rows: per-case metric rows of ``eval/<split>/metrics.csv``.
         summary: ``eval/<split>/summary.json``.
@@ -246,7 +248,8 @@ def load_run(run_dir: Path, split: str = "test") -> RunRecord:
         seed=int(cfg.train.seed),
         mmf=cfg.model.fusion != "none",
         mae=bool(cfg.model.mae),
-        mcml=cfg.method.name == "ours" and bool(cfg.method.options.get("mcml", True)),
+        mcml=(cfg.method.name == "ours" and bool(cfg.method.options.get("mcml", True))
+              and cfg.method.consistency_weight != 0),
         primary_output=str(primary),
         rows=rows,
         summary=summary,

@@ -265,6 +265,7 @@ def build_table2(runs: list[RunRecord], class_id: int | None = None) -> Table | 
                         f"asd_mean_{b}": asd[b].mean, f"asd_std_{b}": asd[b].std,
                         f"asd_seed_sd_{b}": asd[b].run_sd})
         records.append(rec)
-    notes = ["Rows without MCML come from 'ours' with method.mcml false or from 'supervised' "
-             "(DuetNet); each branch output is scored on its own."]
+    notes = ["Rows without MCML come from 'ours' with method.mcml false or unsupervised "
+             "weight 0 (same batches), or from 'supervised' (DuetNet); each branch output is "
+             "scored on its own."]
     return Table("Table 2: ablation (per-branch outputs)", headers, rows, records, notes)
