@@ -25,3 +25,17 @@ def test_every_planned_run_of_a_shipped_grid_has_a_valid_config(grid_file):
     for run in runs:
         cfg = with_resolved_options(load_config(grid.base, run.overrides))
         assert cfg.method.name in grid.methods or cfg.method.name == "ours"
+
+
+def test_every_cross_validation_variant_has_a_valid_config(monkeypatch):
+    monkeypatch.syspath_prepend(str(GRIDS[0].parents[1]))
+    from cv_protocol import VARIANTS
+
+    assert {"ours_cps", "ours_w0", "abl_base", "abl_mmf", "abl_mmf_mcml"} <= set(VARIANTS)
+    for name, (method, overrides, _) in VARIANTS.items():
+        cfg = with_resolved_options(load_config("cpu_small", [f"method.name={method}",
+                                                              *overrides]))
+        assert cfg.method.name == method, name
+    ablation = {v: load_config("cpu_small", VARIANTS[v][1]).model
+                for v in ("abl_base", "abl_mmf")}
+    assert ablation["abl_base"].fusion == "none" and not ablation["abl_mmf"].mae
