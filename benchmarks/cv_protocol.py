@@ -43,7 +43,11 @@ W0 = ["method.consistency_weight=0"]
 ALL = ["model.branch_input=all"]
 # two independent networks that each read both modalities (no MMF, no MAE)
 INDEP = ALL + ["model.fusion=none", "model.mae=false"]
-CPS = ["method.options.consistency=cross_pseudo"]
+CROSS = ["method.options.consistency=cross_pseudo"]
+# plain cross pseudo-labels (argmax), the default until 2026-12-03, pinned
+CPS = CROSS + ["method.options.pseudo_prior=off"]
+# the default since: cross pseudo-labels that keep the source branch's expected volume
+SOFT = CROSS + ["method.options.pseudo_prior=soft"]
 NO_MAE = ["model.mae=false"]
 NO_FUSION = ["model.fusion=none", *NO_MAE]  # two branches, each on its own modality
 SG = ["method.options.cross_branch_grad=false"]
@@ -71,7 +75,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "mmcml": ("mmcml", [], "minmax"),
     "bcp": ("bcp", [], "minmax"),
     # a modality missing at prediction (issue 11): modality dropout, single-modality nets
-    "ours_cps_md": ("ours", CPS + MD, "minmax"),
+    "ours_md": ("ours", SOFT + MD, "minmax"),
     "mt_t1ce": ("mean_teacher", [], "t1ce_only"),
     "mt_t2": ("mean_teacher", [], "t2_only"),
     # what each branch sees
@@ -87,9 +91,9 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_cpsfg05": ("ours", ["method.options.consistency=foreground_pseudo",
                               "method.options.erase_weight=0.5"], "minmax"),
     # pseudo-label volumes kept at the labelled prior (methods/prior_guard.py)
-    "ours_cpsprior": ("ours", CPS + ["method.options.pseudo_prior=match"], "minmax"),
+    "ours_cpsprior": ("ours", CROSS + ["method.options.pseudo_prior=match"], "minmax"),
     # pseudo-labels keep the source branch's own expected volume per crop (no prior)
-    "ours_cpssoft": ("ours", CPS + ["method.options.pseudo_prior=soft"], "minmax"),
+    "ours_cpssoft": ("ours", SOFT, "minmax"),
     "ours_cpsfgcap": ("ours", ["method.options.consistency=foreground_pseudo",
                                "method.options.pseudo_prior=cap"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),
@@ -111,10 +115,10 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_drop01_w0": ("ours", ["model.dropout=0.1", *W0], "minmax"),
     # the paper's Table 2 on real data: each switch off in turn, same batches (``W0`` rows
     # keep the unlabelled crops in the batch); MMF + MAE is ``ours_w0``, the full model
-    # ``ours_cps``
+    # ``ours_cpssoft`` (the default)
     "abl_base": ("ours", NO_FUSION + W0, "minmax"),
     "abl_mmf": ("ours", NO_MAE + W0, "minmax"),
-    "abl_mmf_mcml": ("ours", NO_MAE + CPS, "minmax"),
+    "abl_mmf_mcml": ("ours", NO_MAE + SOFT, "minmax"),
     # intensity normalisation
     "ours_zscore": ("ours", [], "zscore_nonzero"),
     "ours_zscore_w0": ("ours", W0, "zscore_nonzero"),

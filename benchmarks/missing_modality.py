@@ -9,7 +9,7 @@ are predicted on their own input. Dice % of the primary output in each run's cac
 geometry (2 mm), pooled over the folds given.
 
 Usage: python benchmarks/missing_modality.py --cv 3 --labeled 2 --iterations 1000
-       --variants ours_cps ours_cps_md mt_t1ce mt_t2 [--folds 0 1 2] [--norm zscore_nonzero]
+       --variants ours_cpssoft ours_md mt_t1ce mt_t2 [--folds 0 1 2] [--norm zscore_nonzero]
 """
 
 from __future__ import annotations

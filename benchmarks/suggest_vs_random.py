@@ -14,7 +14,7 @@ of the draws, and the paired difference (suggested minus the mean of the draws, 
 with a bootstrap 95 % CI. Runs live in ``<protocol>/suggest/``; finished ones are skipped,
 interrupted ones resume.
 
-Usage: python benchmarks/suggest_vs_random.py --variant ours_cps --cv 3 --labeled 2
+Usage: python benchmarks/suggest_vs_random.py --variant ours_cpssoft --cv 3 --labeled 2
        --iterations 1000 [--folds 0 1 2] [--draws 3] [--norm zscore_nonzero] [--summarize]
 """
 
@@ -142,7 +142,7 @@ def summarize(args, folds: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", default="ours_cps")
+    parser.add_argument("--variant", default="ours_cpssoft")
     parser.add_argument("--cv", type=int, default=3)
     parser.add_argument("--labeled", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=1000)

@@ -39,3 +39,10 @@ def test_every_cross_validation_variant_has_a_valid_config(monkeypatch):
     ablation = {v: load_config("cpu_small", VARIANTS[v][1]).model
                 for v in ("abl_base", "abl_mmf")}
     assert ablation["abl_base"].fusion == "none" and not ablation["abl_mmf"].mae
+
+    def options(name):
+        return with_resolved_options(load_config("cpu_small", VARIANTS[name][1])).method.options
+
+    default = with_resolved_options(load_config("cpu_small", ["method.name=ours"])).method.options
+    assert options("ours_cpssoft") == default  # the library default is the measured variant
+    assert options("ours_cps")["pseudo_prior"] == "off"  # the former default, pinned

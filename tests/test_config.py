@@ -100,7 +100,7 @@ def test_paper_preset_pins_the_paper_model_and_objective():
     assert cfg.model == brats.model == ModelConfig(base_width=16)  # today's defaults
     assert (cfg.model.branch_input, cfg.model.fusion, cfg.model.dropout) == ("own",
                                                                             "gate_residual", 0.5)
-    assert cfg.method.options == {"consistency": "mse", "mcml": True}
+    assert cfg.method.options == {"consistency": "mse", "pseudo_prior": "off", "mcml": True}
     assert cfg.method.consistency_weight == 1.0 and cfg.method.rampup_fraction == 0.5
     assert cfg.train == brats.train and cfg.method != MethodConfig()
     assert (cfg.inference.mode, cfg.inference.overlap, cfg.inference.blend) == (

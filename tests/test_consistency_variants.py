@@ -271,7 +271,7 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert cfg.method.options == {}
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
-                                       "erase_weight": 0.0, "pseudo_prior": "off",
+                                       "erase_weight": 0.0, "pseudo_prior": "soft",
                                        "prior_rate": 0.02, "prior_max_shift": 5.0,
                                        "mcml": True, "cross_branch_grad": True,
                                        "cutmix": False, "cutmix_ratio": 0.8,
@@ -280,5 +280,7 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
     paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
     assert _identity(paper) != _identity(cfg)
+    # the soft-volume default applies to hard pseudo-labels only: mse resolves to "off"
+    assert with_resolved_options(paper).method.options["pseudo_prior"] == "off"
     with pytest.raises(ConfigError, match="consistency"):
         with_resolved_options(load_config("demo", ["method.options.consistency=kl"]))

@@ -14,6 +14,7 @@ from duetseg.methods.losses import (
     masked_branch_consistency,
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
+from duetseg.methods.prior_guard import soft_volume_shift
 
 
 def test_cutmix_with_neighbour_mixes_every_tensor_the_same_way():
@@ -90,8 +91,10 @@ def test_ours_cutmix_predicts_unmixed_crops_then_learns_their_mixed_predictions(
     assert torch.equal(x_student[:2], image[:2])
     assert torch.equal(x_student[2:], cutmix_with_neighbour([image[2:]], mask)[0])
     assert not torch.equal(x_student[2:], image[2:])
-    for got, out in zip(seen_teacher[0], out_teacher, strict=True):
-        assert torch.equal(got, cutmix_with_neighbour([out[2:]], mask)[0])
+    # the unmixed predictions mixed like the inputs, volume-kept (pseudo_prior: soft)
+    mixed = soft_volume_shift([cutmix_with_neighbour([out[2:]], mask)[0] for out in out_teacher])
+    for got, out in zip(seen_teacher[0], mixed, strict=True):
+        assert torch.equal(got, out)
 
 
 def test_ours_without_cutmix_runs_the_network_once(monkeypatch):

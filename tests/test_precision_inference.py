@@ -131,7 +131,11 @@ def test_channels_last_training_follows_the_same_loss_curve(tmp_path, one_thread
             f"cache={cache.root}", "splits.labeled=2", "splits.val=0", "splits.test=0",
             "model.base_width=4", "train.crop_size=[16,16,16]", "train.max_iterations=6",
             "train.log_every=1", "train.val_every=100", "train.num_workers=0",
-            f"train.channels_last={str(channels_last).lower()}"])
+            f"train.channels_last={str(channels_last).lower()}",
+            # plain argmax pseudo-labels: the default's per-crop volume ranking flips a
+            # voxel at the cut on a rounding difference, which later steps amplify (3 % at
+            # step 6), though the network's arithmetic is what this test compares
+            "method.options.pseudo_prior=off"])
         run = tmp_path / f"run_{channels_last}"
         train(cfg, run, progress=False)
         lines = (run / "log.csv").read_text().splitlines()

@@ -65,7 +65,8 @@ def _ctx(**options) -> MethodContext:
 
 def test_ours_learns_the_other_branch_s_volume_matched_labels(monkeypatch):
     torch.manual_seed(0)
-    method = build_method(_ctx(pseudo_prior="soft"))
+    method = build_method(_ctx())  # the default
+    assert method.options.pseudo_prior == "soft"
     assert not method.needs_label_prior and "prior.bias" not in method.state_dict()
     calls = []
 
@@ -87,3 +88,8 @@ def test_ours_learns_the_other_branch_s_volume_matched_labels(monkeypatch):
         assert torch.equal(_counts(after)[:, 1].to(soft), soft)
     with pytest.raises(ConfigError, match="pseudo_prior"):
         build_method(_ctx(consistency="mse", pseudo_prior="soft"))
+    for options in ({"consistency": "mse"}, {"consistency": "confident_teacher"},
+                    {"copy_paste": True}):  # unset: no hard labels to shift, so "off"
+        assert build_method(_ctx(**options)).options.pseudo_prior == "off"
+    for off in ("off", False):  # False: YAML 1.1's reading of an unquoted `off`
+        assert build_method(_ctx(pseudo_prior=off)).options.pseudo_prior == "off"
