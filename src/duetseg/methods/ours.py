@@ -100,7 +100,7 @@ class Ours(DualBranchMethod):
 
     name = "ours"
     description = ("DuetNet (MMF + MAE) with multi-modal mutual learning between the branches "
-                   "(the paper's method; cross pseudo supervision by default)")
+                   "(the paper's method; volume-keeping cross pseudo-labels by default)")
     default_weight = 1.0
 
     class Options(StrictModel):
