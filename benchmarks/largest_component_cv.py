@@ -13,6 +13,7 @@ Usage: python benchmarks/largest_component_cv.py --cv 3 --labeled 2 --iterations
 from __future__ import annotations
 
 import argparse
+import re
 
 import nibabel as nib
 import numpy as np
@@ -32,9 +33,9 @@ def _mask(path) -> tuple[np.ndarray, tuple[float, ...]]:
 def score_runs(variant: str, root, data) -> np.ndarray:
     """Per test case: components, Dice, Dice after, ASD, ASD after (one row per case)."""
     rows = []
-    for run in sorted(root.glob(f"{variant}_*f[0-9]")):
-        if not run.name.removeprefix(variant).lstrip("_s0123456789").startswith("f"):
-            continue  # another variant whose name starts with this one
+    name = re.compile(rf"{re.escape(variant)}(_s\d+)?_f\d+")  # <variant>[_s<seed>]_f<fold>
+    runs = [r for r in root.iterdir() if name.fullmatch(r.name)]
+    for run in sorted(runs):
         for path in sorted((run / "eval" / "test" / "predictions").glob("*.nii.gz")):
             case = path.name.removesuffix(".nii.gz")
             pred, spacing = _mask(path)
