@@ -11,9 +11,11 @@ from duetseg.methods import MethodContext, build_method
 from duetseg.methods.losses import (
     SupervisedLoss,
     class_argmax,
-    confident_pseudo_supervision,
     confident_teacher_mse,
     cross_branch_mse,
+)
+from duetseg.methods.pseudo_label_losses import (
+    confident_pseudo_supervision,
     cross_pseudo_supervision,
     foreground_cross_pseudo,
     hard_pseudo_ce,

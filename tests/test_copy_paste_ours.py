@@ -9,7 +9,7 @@ from _ours_views import ours, record_views
 from duetseg.errors import ConfigError
 from duetseg.methods.bcp import part_loss
 from duetseg.methods.copy_paste import copy_paste_losses
-from duetseg.methods.losses import cross_targets
+from duetseg.methods.pseudo_label_losses import cross_targets
 
 SHAPE = (8, 8, 8)
 

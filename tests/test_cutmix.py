@@ -10,11 +10,11 @@ from duetseg.methods.losses import (
     SupervisedLoss,
     class_argmax,
     cross_branch_mse,
-    cross_pseudo_supervision,
     masked_branch_consistency,
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 from duetseg.methods.prior_guard import soft_volume_shift
+from duetseg.methods.pseudo_label_losses import cross_pseudo_supervision
 
 
 def test_cutmix_with_neighbour_mixes_every_tensor_the_same_way():

@@ -22,10 +22,10 @@ from duetseg.methods.losses import (
     SupervisedLoss,
     confident_teacher_mse,
     cross_branch_mse,
-    hard_pseudo_ce,
     masked_branch_consistency,
     masked_branch_supervised,
 )
+from duetseg.methods.pseudo_label_losses import hard_pseudo_ce
 from duetseg.run.checkpoint import load_checkpoint
 from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.training import train

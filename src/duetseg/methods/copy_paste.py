@@ -32,8 +32,8 @@ from collections.abc import Callable
 import torch
 
 from duetseg.methods.bcp import pair_indices, part_loss
-from duetseg.methods.losses import cross_targets
 from duetseg.methods.mixing import cuboid_mask, paste
+from duetseg.methods.pseudo_label_losses import cross_targets
 
 __all__ = ["copy_paste_losses"]
 

@@ -59,17 +59,19 @@ from duetseg.methods.base import MethodContext
 from duetseg.methods.copy_paste import copy_paste_losses
 from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import (
-    confident_pseudo_supervision,
     confident_teacher_mse,
     cross_branch_mse,
-    cross_pseudo_supervision,
-    foreground_cross_pseudo,
-    hard_pseudo_ce,
     masked_branch_consistency,
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 from duetseg.methods.perturb import random_intensity
 from duetseg.methods.prior_guard import PseudoLabelPrior, soft_volume_shift
+from duetseg.methods.pseudo_label_losses import (
+    confident_pseudo_supervision,
+    cross_pseudo_supervision,
+    foreground_cross_pseudo,
+    hard_pseudo_ce,
+)
 from duetseg.models.blocks import frozen_norm_statistics
 
 __all__ = ["Ours"]
