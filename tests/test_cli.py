@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from _nifti import make_brats
 
-from duetseg.cli import _expand_multi_value, main
+from duetseg.cli import main
+from duetseg.cli_support import expand_multi_value
 
 
 def test_multi_value_modalities_are_expanded():
     argv = ["prepare", "in", "--modalities", "t1ce", "t2", "--out", "c"]
-    assert _expand_multi_value(argv) == [
+    assert expand_multi_value(argv) == [
         "prepare", "in", "--modalities", "t1ce", "--modalities", "t2", "--out", "c"]
 
 

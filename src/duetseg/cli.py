@@ -1,50 +1,20 @@
-"""The ``duetseg`` command line: prepare, train, evaluate, evaluate-folder, predict, demo."""
+"""The ``duetseg`` command line: one command per pipeline stage, plus grids and reports."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
+from duetseg.cli_support import expand_multi_value, log_to_stderr, parse_label_mapping, run_app
 from duetseg.data.discovery import LAYOUTS
-from duetseg.errors import DuetsegError
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Semi-supervised multi-modal 3D segmentation (DuetNet).")
-
-# Options that take several space-separated values (``--modalities t1ce t2``); click only
-# supports that for arguments, so ``main`` rewrites them into repeated options first.
-_MULTI_VALUE_OPTIONS = ("--modalities",)
-
-
-def _expand_multi_value(argv: list[str]) -> list[str]:
-    out: list[str] = []
-    current = None
-    for token in argv:
-        if token in _MULTI_VALUE_OPTIONS:
-            current = token
-            continue
-        if current is not None and not token.startswith("-"):
-            out.extend([current, token])
-            continue
-        current = None
-        out.append(token)
-    return out
-
-
-def _parse_mapping(text: str):
-    if text in ("whole_tumour", "identity", "auto"):
-        return text
-    try:
-        return {int(k): int(v) for k, v in (p.split(":") for p in text.split(","))}
-    except ValueError as exc:
-        raise typer.BadParameter("use whole_tumour, identity, auto or e.g. '1:1,2:1,4:2'") from exc
 
 
 @app.command()
@@ -76,7 +46,7 @@ def prepare(
     from duetseg.data.prepare import prepare_dataset
 
     resolved_layout = detect_layout(input_path) if layout == "auto" else layout
-    mapping = _parse_mapping(label_mapping)
+    mapping = parse_label_mapping(label_mapping)
     if mapping == "auto":
         mapping = "whole_tumour" if resolved_layout == "brats" else "identity"
     per_mod = {}
@@ -327,32 +297,8 @@ def demo(
     run_demo(out, overrides=list(set_ or []))
 
 
-def _log_to_stderr() -> None:
-    """Show the package's INFO messages (e.g. registration quality) on stderr, once."""
-    logger = logging.getLogger("duetseg")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: clear one-line errors for expected failures."""
-    args = _expand_multi_value(list(sys.argv[1:] if argv is None else argv))
-    _log_to_stderr()
-    try:
-        app(args=args, prog_name="duetseg", standalone_mode=False)
-    except DuetsegError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise SystemExit(1) from None
-    except ValidationError as exc:
-        typer.secho(f"error: invalid settings:\n{exc}", fg="red", err=True)
-        raise SystemExit(1) from None
-    except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # click usage errors (typer >= 0.2x vendors click: no import)
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            raise SystemExit(exc.exit_code) from None
-        raise
+    args = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
+    log_to_stderr()
+    run_app(app, args)
