@@ -50,7 +50,8 @@ def test_writes_csv_and_summary(folders):
 
     with open(out_dir / "metrics.csv", newline="") as fh:
         reader = csv.DictReader(fh)
-        assert reader.fieldnames == ["case", "output", "class", "dice", "asd", "assd", "hd95"]
+        assert reader.fieldnames == ["case", "output", "class", "dice", "asd", "assd", "hd95",
+                                     "rvd"]
         rows = list(reader)
     assert [(r["case"], r["output"], r["class"]) for r in rows] == [
         ("c1", "prediction", "1"), ("c2", "prediction", "1"), ("c3", "prediction", "1")]
@@ -58,6 +59,8 @@ def test_writes_csv_and_summary(folders):
     assert float(c1["dice"]) == pytest.approx(100 * mb.dc(pred1, ref1), rel=1e-6)
     assert float(c1["asd"]) == pytest.approx(mb.asd(pred1, ref1, SPACING), rel=1e-6)
     assert float(c1["hd95"]) == pytest.approx(mb.hd95(pred1, ref1, SPACING), rel=1e-6)
+    assert float(c1["rvd"]) == pytest.approx(100 * (192 - 210) / 210)  # prediction too small
+    assert float(rows[1]["rvd"]) == -100.0 and float(rows[2]["rvd"]) == 0.0
     assert float(rows[1]["dice"]) == 0.0 and rows[1]["hd95"] == ""  # NaN written empty
     assert float(rows[2]["dice"]) == 100.0 and float(rows[2]["asd"]) == 0.0
 

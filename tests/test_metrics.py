@@ -17,6 +17,7 @@ from duetseg.evaluation.metrics import (
     dice,
     hd95,
     multiclass_metrics,
+    volume_difference,
 )
 from duetseg.evaluation.summary import METRICS, format_table, summarize, write_summary
 
@@ -37,6 +38,7 @@ def medpy_reference(pred, ref, spacing):
         "asd": mb.asd(pred, ref, voxelspacing=spacing, connectivity=1),
         "assd": mb.assd(pred, ref, voxelspacing=spacing, connectivity=1),
         "hd95": mb.hd95(pred, ref, voxelspacing=spacing, connectivity=1),
+        "rvd": 100.0 * mb.ravd(pred, ref),
     }
 
 
@@ -100,11 +102,13 @@ def test_empty_mask_policy():
     empty = np.zeros(SHAPE, bool)
     obj = blob(5)
     both = case_metrics(empty, empty, SPACING)
-    assert both == {"dice": 100.0, "asd": 0.0, "assd": 0.0, "hd95": 0.0}
+    assert both == {"dice": 100.0, "asd": 0.0, "assd": 0.0, "hd95": 0.0, "rvd": 0.0}
     for pred, ref in ((empty, obj), (obj, empty)):
         one = case_metrics(pred, ref, SPACING)
         assert one["dice"] == 0.0
         assert all(math.isnan(one[k]) for k in ("asd", "assd", "hd95"))
+    assert case_metrics(empty, obj, SPACING)["rvd"] == -100.0
+    assert math.isnan(case_metrics(obj, empty, SPACING)["rvd"])
     assert math.isnan(hd95(empty, obj, SPACING))
     assert asd(empty, empty, SPACING) == 0.0
 
@@ -129,20 +133,31 @@ def test_multiclass_matches_per_class_binary():
     for c in (1, 2):
         assert out[c] == case_metrics(pred == c, ref == c, SPACING)
         assert out[c]["dice"] == pytest.approx(100.0 * mb.dc(pred == c, ref == c), rel=1e-6)
-    assert out[3] == {"dice": 100.0, "asd": 0.0, "assd": 0.0, "hd95": 0.0}
+    assert out[3] == {"dice": 100.0, "asd": 0.0, "assd": 0.0, "hd95": 0.0, "rvd": 0.0}
+
+
+def test_volume_difference_sign_says_too_small_or_too_large():
+    ref = np.zeros((10, 10, 10), bool)
+    ref[2:6, 2:7, 2:7] = True  # 100 voxels
+    small, large = np.zeros_like(ref), np.zeros_like(ref)
+    small[2:6, 2:7, 2:5] = True  # 60 voxels, all inside the reference
+    large[2:8, 2:7, 2:7] = True  # 150 voxels
+    assert volume_difference(small, ref) == pytest.approx(-40.0)
+    assert volume_difference(large, ref) == pytest.approx(50.0)
+    assert volume_difference(ref, ref) == 0.0
 
 
 def test_summarize_statistics_and_nan_counts(tmp_path):
     nan = float("nan")
     rows = [
         {"case": "a", "output": "ensemble", "class": 1, "dice": 80.0, "asd": 1.0,
-         "assd": 2.0, "hd95": 3.0},
+         "assd": 2.0, "hd95": 3.0, "rvd": -10.0},
         {"case": "b", "output": "ensemble", "class": 1, "dice": 90.0, "asd": 3.0,
-         "assd": 4.0, "hd95": 5.0},
+         "assd": 4.0, "hd95": 5.0, "rvd": 30.0},
         {"case": "c", "output": "ensemble", "class": 1, "dice": 0.0, "asd": nan,
-         "assd": nan, "hd95": nan},
+         "assd": nan, "hd95": nan, "rvd": -100.0},
         {"case": "a", "output": "branch_a", "class": 1, "dice": 0.0, "asd": nan,
-         "assd": nan, "hd95": nan},
+         "assd": nan, "hd95": nan, "rvd": nan},
     ]
     s = summarize(rows)
     assert list(s) == ["ensemble", "branch_a"]
@@ -166,7 +181,25 @@ def test_summarize_statistics_and_nan_counts(tmp_path):
     table = format_table(s)
     lines = table.splitlines()
     assert "Dice %" in lines[0] and "HD95 mm" in lines[0] and "NaN count" in lines[0]
+    assert "RVD %" in lines[0]
     ens = next(line for line in lines if line.startswith("ensemble"))
-    assert "56.67 ± 40.28" in ens and "2.00 ± 1.00" in ens
+    assert "56.67 ± 40.28" in ens and "2.00 ± 1.00" in ens and "-26.67 ± " in ens
     assert ens.split()[-2:] == ["3", "1"]
     assert "n/a" in next(line for line in lines if line.startswith("branch_a"))
+
+
+def test_rows_and_files_from_before_rvd_still_read(tmp_path):
+    from duetseg.evaluation.summary import write_metrics_csv
+    from duetseg.reporting.collect import read_metrics_csv
+
+    old = tmp_path / "metrics.csv"
+    old.write_text("case,output,class,dice,asd,assd,hd95\na,ensemble,1,80.0,1.0,2.0,3.0\n")
+    rows = read_metrics_csv(old)
+    assert rows[0]["dice"] == 80.0 and math.isnan(rows[0]["rvd"])
+    stats = summarize([{k: v for k, v in rows[0].items() if k != "rvd"}])["ensemble"]["1"]
+    assert stats["rvd"] == {"mean": None, "std": None, "median": None, "n": 0, "nan_count": 1}
+    write_metrics_csv(rows, tmp_path / "new.csv")
+    assert (tmp_path / "new.csv").read_text().splitlines()[1] == "a,ensemble,1,80.0,1.0,2.0,3.0,"
+    old.write_text("case,output,class,dice,asd,assd\na,ensemble,1,80.0,1.0,2.0\n")
+    with pytest.raises(Exception, match="hd95"):
+        read_metrics_csv(old)

@@ -189,7 +189,8 @@ def evaluate_folder(
         final_classes = fixed_classes
     else:  # nothing found anywhere: score the binary foreground class
         final_classes = sorted(found) or [1]
-    both_empty = {"dice": 100.0, "asd": 0.0, "assd": 0.0, "hd95": 0.0}
+    empty = np.zeros(1, dtype=bool)
+    both_empty = case_metrics(empty, empty, None)
     rows = []
     for case, scores in per_case.items():
         for c in final_classes:

@@ -12,6 +12,10 @@ Definitions follow medpy 0.5.2 (``medpy.metric.binary``) with ``connectivity=1``
   two lists before averaging; this is not the average of the two directed means).
 - ``hd95``: 95th percentile (numpy linear interpolation) of the pooled distances of both
   directions.
+- ``rvd``: signed relative volume difference in percent, ``100 (|P| - |R|) / |R|``
+  (medpy's ``ravd`` times 100): negative when the prediction is too small, positive when
+  too large. Dice cannot tell the two apart; this is the one that shows a model shrinking
+  or growing tumours.
 
 All distances are in mm, via the voxel spacing given in array axis order.
 
@@ -29,8 +33,9 @@ medpy's ``dc``, ``asd``, ``assd`` and ``hd95``.
 
 Empty-mask policy (written once, used everywhere):
 
-- both masks empty: Dice 100, all distances 0.0;
-- exactly one empty: Dice 0, all distances NaN (never silently 0).
+- both masks empty: Dice 100, all distances 0.0, ``rvd`` 0.0;
+- exactly one empty: Dice 0, all distances NaN (never silently 0); ``rvd`` is -100 for an
+  empty prediction and NaN for an empty reference (no volume to be relative to).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ __all__ = [
     "asd",
     "assd",
     "hd95",
+    "volume_difference",
     "surface_distances",
     "case_metrics",
     "multiclass_metrics",
@@ -156,6 +162,27 @@ def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return 200.0 * int(np.count_nonzero(p & r)) / total
 
 
+def volume_difference(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Signed relative volume difference in percent, ``100 (|P| - |R|) / |R|``.
+
+    Args:
+        pred: prediction mask (non-zero is foreground).
+        ref: reference mask, same shape.
+
+    Returns:
+        The difference (-100 for an empty prediction); 0.0 when both masks are empty, NaN
+        when only the reference is.
+
+    Raises:
+        ValueError: on a shape mismatch.
+    """
+    p, r = _as_bool_pair(pred, ref)
+    n_pred, n_ref = int(np.count_nonzero(p)), int(np.count_nonzero(r))
+    if n_ref == 0:
+        return 0.0 if n_pred == 0 else math.nan
+    return 100.0 * (n_pred - n_ref) / n_ref
+
+
 def _distance_metrics(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | float | None
 ) -> dict[str, float]:
@@ -226,7 +253,7 @@ def hd95(
 def case_metrics(
     pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] | float | None
 ) -> dict[str, float]:
-    """All four metrics for one binary mask pair, sharing the distance transforms.
+    """All metrics for one binary mask pair, sharing the distance transforms.
 
     Args:
         pred: prediction mask (non-zero is foreground).
@@ -234,13 +261,15 @@ def case_metrics(
         spacing: voxel size per axis in mm (array axis order).
 
     Returns:
-        ``{"dice", "asd", "assd", "hd95"}``; both empty → 100/0/0/0, one empty → 0/NaN/NaN/NaN.
+        ``{"dice", "asd", "assd", "hd95", "rvd"}``; both empty → 100/0/0/0/0, one empty →
+        0/NaN/NaN/NaN and ``rvd`` -100 (empty prediction) or NaN (empty reference).
 
     Raises:
         ValueError: on a shape mismatch or a bad spacing.
     """
     out = {"dice": dice(pred, ref)}
     out.update(_distance_metrics(pred, ref, spacing))
+    out["rvd"] = volume_difference(pred, ref)
     return out
 
 

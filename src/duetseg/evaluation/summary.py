@@ -3,7 +3,7 @@
 A row is one (case, output, class) triple with its metrics, e.g.::
 
     {"case": "BraTS_001", "output": "ensemble", "class": 1,
-     "dice": 91.2, "asd": 0.8, "assd": 0.7, "hd95": 2.4}
+     "dice": 91.2, "asd": 0.8, "assd": 0.7, "hd95": 2.4, "rvd": -3.5}
 
 NaN marks a metric that is undefined under the empty-mask policy (exactly one of
 prediction and reference empty). Statistics ignore NaNs and report how many there were.
@@ -21,10 +21,12 @@ import numpy as np
 
 from duetseg.atomic import atomic_path, save_json
 
-__all__ = ["METRICS", "CSV_COLUMNS", "summarize", "write_metrics_csv", "write_summary",
-           "format_table"]
+__all__ = ["METRICS", "LATER_METRICS", "CSV_COLUMNS", "summarize", "write_metrics_csv",
+           "write_summary", "format_table"]
 
-METRICS = ("dice", "asd", "assd", "hd95")
+METRICS = ("dice", "asd", "assd", "hd95", "rvd")
+# metrics added after the first release: a metrics.csv written before them lacks the column
+LATER_METRICS = ("rvd",)
 CSV_COLUMNS = ("case", "output", "class", *METRICS)
 
 
@@ -33,6 +35,13 @@ def _to_float(value: Any) -> float:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return math.nan
     return float(value)
+
+
+def _metric(row: Mapping[str, Any], metric: str) -> float:
+    """A row's ``metric`` as float; a metric of ``LATER_METRICS`` may be absent (NaN)."""
+    if metric in LATER_METRICS:
+        return _to_float(row.get(metric))
+    return _to_float(row[metric])
 
 
 def _stats(values: list[float]) -> dict[str, float | int | None]:
@@ -56,7 +65,8 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
 
     Args:
         rows: mappings with keys ``case``, ``output``, ``class`` and the metrics in
-            ``METRICS`` (NaN or None where undefined).
+            ``METRICS`` (NaN or None where undefined; those of ``LATER_METRICS`` may be
+            absent and count as NaN).
 
     Returns:
         ``{output: {str(class): {metric: {"mean", "std", "median", "n", "nan_count"}}}}``;
@@ -65,7 +75,7 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
         their first-seen order; classes are sorted numerically where possible.
 
     Raises:
-        KeyError: if a row lacks ``output``, ``class`` or a metric.
+        KeyError: if a row lacks ``output``, ``class`` or a metric not in ``LATER_METRICS``.
     """
     grouped: dict[str, dict[str, dict[str, list[float]]]] = {}
     for row in rows:
@@ -74,7 +84,7 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
         per_class = grouped.setdefault(output, {})
         per_metric = per_class.setdefault(cls, {m: [] for m in METRICS})
         for metric in METRICS:
-            per_metric[metric].append(_to_float(row[metric]))
+            per_metric[metric].append(_metric(row, metric))
 
     def class_key(c: str) -> tuple[int, float | str]:
         try:
@@ -98,7 +108,7 @@ def _csv_value(value: Any) -> str:
 
 
 def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> None:
-    """Write rows atomically as CSV with columns case, output, class, dice, asd, assd, hd95.
+    """Write rows atomically as CSV with the columns of ``CSV_COLUMNS``.
 
     NaN metrics are written as empty fields.
 
@@ -112,7 +122,7 @@ def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> No
         for row in rows:
             writer.writerow(
                 [row["case"], row["output"], row["class"]]
-                + [_csv_value(row[m]) for m in METRICS]
+                + [_csv_value(_metric(row, m)) for m in METRICS]
             )
 
 
@@ -139,7 +149,8 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-_HEADERS = ("output", "class", "Dice %", "ASD mm", "ASSD mm", "HD95 mm", "n", "NaN count")
+_HEADERS = ("output", "class", "Dice %", "ASD mm", "ASSD mm", "HD95 mm", "RVD %", "n",
+            "NaN count")
 
 
 def _mean_std(stat: Mapping[str, Any]) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from duetseg.config import Config
 from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
-from duetseg.evaluation.summary import METRICS
+from duetseg.evaluation.summary import LATER_METRICS, METRICS
 from duetseg.output_spec import OutputSpec, specs_from_summary
 from duetseg.run.config import load_run_config
 from duetseg.run.layout import EvalDir, RunDir
@@ -155,6 +155,8 @@ def _float(text: str) -> float:
 def read_metrics_csv(path: Path) -> list[dict[str, Any]]:
     """Read ``metrics.csv`` rows (empty cells become NaN, ``class`` an int).
 
+    A file written before a metric of ``LATER_METRICS`` existed reads as NaN for it.
+
     Raises:
         ConfigError: missing file or missing columns.
     """
@@ -164,11 +166,11 @@ def read_metrics_csv(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in ("case", "output", "class", *METRICS)
-                   if c not in (reader.fieldnames or [])]
+                   if c not in (reader.fieldnames or []) and c not in LATER_METRICS]
         if missing:
             raise ConfigError(f"{path}: missing columns {missing}")
         return [{"case": r["case"], "output": r["output"], "class": int(float(r["class"])),
-                 **{m: _float(r[m]) for m in METRICS}} for r in reader]
+                 **{m: _float(r.get(m) or "") for m in METRICS}} for r in reader]
 
 
 def read_log_csv(path: Path) -> dict[str, np.ndarray]:
