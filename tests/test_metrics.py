@@ -198,6 +198,8 @@ def test_rows_and_files_from_before_rvd_still_read(tmp_path):
     assert rows[0]["dice"] == 80.0 and math.isnan(rows[0]["rvd"])
     stats = summarize([{k: v for k, v in rows[0].items() if k != "rvd"}])["ensemble"]["1"]
     assert stats["rvd"] == {"mean": None, "std": None, "median": None, "n": 0, "nan_count": 1}
+    line = format_table({"ensemble": {"1": stats}}).splitlines()[2]
+    assert line.split()[-2:] == ["1", "0"]  # one case, no undefined distance metric
     write_metrics_csv(rows, tmp_path / "new.csv")
     assert (tmp_path / "new.csv").read_text().splitlines()[1] == "a,ensemble,1,80.0,1.0,2.0,3.0,"
     old.write_text("case,output,class,dice,asd,assd\na,ensemble,1,80.0,1.0,2.0\n")

@@ -175,7 +175,8 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, An
     body: list[tuple[str, ...]] = []
     for output, per_class in summary.items():
         for cls, per_metric in per_class.items():
-            nan_count = max(int(per_metric[m]["nan_count"]) for m in METRICS)
+            nan_count = max(int(per_metric[m]["nan_count"]) for m in METRICS
+                            if m not in LATER_METRICS)  # an old file's missing RVD is not one
             n_cases = max(int(per_metric[m]["n"]) + int(per_metric[m]["nan_count"])
                           for m in METRICS)
             body.append(
