@@ -27,11 +27,17 @@ from common import append_benchmark, require_shared_data
 
 from duetseg.reporting.collect import collect_runs
 
-__all__ = ["GROUPS", "tumour_volumes", "shift_rows", "table"]
+__all__ = ["GROUPS", "variant_of", "tumour_volumes", "shift_rows", "table"]
 
 # (label, lower, upper) bounds of test volume / mean labelled volume
 GROUPS = (("< 0.77×", 0.0, 0.77), ("0.77–1.3×", 0.77, 1.3), ("> 1.3×", 1.3, np.inf))
 RUN_NAME = re.compile(r"(?P<variant>.+?)(?:_s\d+)?_f\d+$")
+
+
+def variant_of(run_name: str) -> str:
+    """The variant of a run directory named ``<variant>[_s<seed>]_f<fold>`` (else the name)."""
+    match = RUN_NAME.match(run_name)
+    return match["variant"] if match else run_name
 
 
 def tumour_volumes(data_dir: Path) -> dict[str, float]:
@@ -48,8 +54,7 @@ def shift_rows(run_dirs: list[Path], volumes: dict[str, float]) -> dict[str, lis
     """Per variant, (volume ratio, Dice, RVD) of each test case on the primary output."""
     out: dict[str, list[tuple]] = {}
     for record in collect_runs(run_dirs):
-        match = RUN_NAME.match(record.run_dir.name)
-        variant = match["variant"] if match else record.run_dir.name
+        variant = variant_of(record.run_dir.name)
         labelled = np.mean([volumes[c] for c in record.splits["labeled"]])
         for row in record.rows:
             if row["output"] == record.primary_output:
@@ -84,8 +89,7 @@ def main() -> None:
     volumes = tumour_volumes(require_shared_data("brats-dev"))
     runs = [run for grid in args.grids for run in sorted(grid.iterdir())
             if (run / "eval" / "test" / "metrics.csv").is_file()
-            and (args.variants is None
-                 or (RUN_NAME.match(run.name) or {"variant": ""})["variant"] in args.variants)]
+            and (args.variants is None or variant_of(run.name) in args.variants)]
     if not runs:
         sys.exit(f"no evaluated runs under {[str(g) for g in args.grids]}")
     text = table(shift_rows(runs, volumes))
