@@ -77,7 +77,7 @@ class RegistrationConfig(StrictModel):
 class PrepareConfig(StrictModel):
     """Settings of ``duetseg prepare``; their fingerprint decides whether a cache is reused."""
 
-    modalities: list[str] = Field(default_factory=lambda: ["t1ce", "t2"], min_length=2)
+    modalities: list[str] = Field(default_factory=lambda: ["t1ce", "t2"], min_length=1)
     layout: LayoutName = "auto"
     target_spacing: tuple[float, float, float] | None = None
     crop_margin: int = Field(default=0, ge=0)

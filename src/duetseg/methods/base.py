@@ -77,6 +77,8 @@ class Method(nn.Module, ABC):
     # True for a method whose steps may leave trainable parameters without a gradient:
     # data-parallel training then lets DDP look for them (``find_unused_parameters``).
     ddp_find_unused_parameters: ClassVar[bool] = False
+    # fewest input modalities the method's network can take (one branch per modality: 2)
+    min_modalities: ClassVar[int] = 1
 
     class Options(StrictModel):
         """Method-specific options (none by default)."""

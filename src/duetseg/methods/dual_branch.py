@@ -23,6 +23,8 @@ class BranchOutputs:
     the primary output.
     """
 
+    min_modalities = 2
+
     def branch_names(self) -> list[str]:
         """``branch_<letter>`` for each modality, in input-channel order."""
         return [f"branch_{BRANCH_NAMES[m]}" for m in range(self.num_modalities)]

@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from duetseg.config import StrictModel
-from duetseg.errors import ConfigError
 from duetseg.methods.base import MethodContext, sigmoid_rampup
 from duetseg.methods.dual_branch import DualBranchMethod
 
@@ -149,9 +148,6 @@ class MMCML(DualBranchMethod):
         prel_loss: Literal["soft_ce", "mse"] = "soft_ce"
 
     def __init__(self, ctx: MethodContext):
-        if len(ctx.modalities) < 2:
-            raise ConfigError(f"method 'mmcml' needs at least 2 modalities, got "
-                              f"{list(ctx.modalities)}")
         decoupled = ctx.model.model_copy(update={"fusion": "none", "mae": False})
         super().__init__(dataclasses.replace(ctx, model=decoupled))
 

@@ -39,8 +39,18 @@ def get_method_class(name: str) -> type[Method]:
 
 
 def build_method(ctx: MethodContext) -> Method:
-    """Instantiate the method named in ``ctx.method.name``."""
-    return get_method_class(ctx.method.name)(ctx)
+    """Instantiate the method named in ``ctx.method.name``.
+
+    Raises:
+        ConfigError: unknown method, or fewer modalities than the method's network takes.
+    """
+    cls = get_method_class(ctx.method.name)
+    if len(ctx.modalities) < cls.min_modalities:
+        raise ConfigError(f"method {ctx.method.name!r} has one branch per modality and needs "
+                          f"at least {cls.min_modalities} modalities; the dataset has "
+                          f"{list(ctx.modalities)}; train a single-network method (e.g. "
+                          f"mean_teacher) on a single-modality cache")
+    return cls(ctx)
 
 
 def resolved_options(method: MethodConfig) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""A one-modality cache: single-network methods train, evaluate and predict on it; methods
+with one branch per modality refuse it with a clear error."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from duetseg.config import MethodConfig, ModelConfig, PrepareConfig, load_config
+from duetseg.data.prepare import prepare_dataset
+from duetseg.data.synthetic import make_synthetic_dataset
+from duetseg.errors import ConfigError
+from duetseg.methods import MethodContext, build_method
+from duetseg.methods.dual_branch import BranchOutputs
+from duetseg.methods.registry import METHODS, get_method_class
+from duetseg.training import train
+from duetseg.workflows.evaluate import evaluate_run
+from duetseg.workflows.predict import predict_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BRANCHED = sorted(n for n in METHODS if issubclass(get_method_class(n), BranchOutputs))
+SINGLE = sorted(n for n in METHODS if n not in BRANCHED)
+
+
+@pytest.fixture(scope="module")
+def t2_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("t2only")
+    raw = make_synthetic_dataset(root / "raw", n_cases=6, shape=(32, 32, 24), seed=5)
+    prep = PrepareConfig(modalities=["t2"], layout="brats", label_mapping="whole_tumour")
+    return prepare_dataset(raw, root / "cache", prep, num_workers=1, progress=False)
+
+
+def test_cache_holds_one_channel(t2_cache):
+    assert t2_cache.modalities == ["t2"]
+    case = t2_cache.cases[0]
+    assert t2_cache.load_image(case).shape[0] == 1
+
+
+def test_branch_per_modality_methods_are_refused():
+    assert {"ours", "mmcml", "cmc", "supervised"} <= set(BRANCHED)
+    for name in BRANCHED:
+        ctx = MethodContext(("t2",), 2, ModelConfig(base_width=4), MethodConfig(name=name),
+                            max_iterations=20)
+        with pytest.raises(ConfigError, match=rf"'{name}'.*at least 2 modalities.*\['t2'\]"):
+            build_method(ctx)
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_single_network_methods_take_one_channel(name):
+    torch.manual_seed(0)
+    ctx = MethodContext(("t2",), 2, ModelConfig(base_width=4, dropout=0.0),
+                        MethodConfig(name=name), max_iterations=20)
+    method = build_method(ctx).train()
+    image = torch.rand(4, 1, 16, 16, 16)
+    label = (image[:2, 0] > 0.7).long()
+    if not method.uses_unlabeled:
+        image = image[:2]
+    losses = method.training_losses(image, label, 15)
+    assert all(torch.isfinite(v).all() for v in losses.values()), losses
+    losses["loss"].backward()
+
+
+def test_mean_teacher_runs_end_to_end_on_one_modality(t2_cache, tmp_path):
+    over = {"cache": str(t2_cache.root), "method.name": "mean_teacher", "splits.labeled": 2,
+            "splits.val": 0, "splits.test": 2, "model.base_width": 4,
+            "train.crop_size": [16, 16, 16], "train.batch_size": 4, "train.labeled_bs": 2,
+            "train.num_workers": 0, "train.max_iterations": 4, "train.val_every": 4,
+            "train.checkpoint_every": 4, "inference.sw_batch_size": 2}
+    cfg = load_config("demo", [f"{k}={json.dumps(v)}" for k, v in over.items()])
+    run = tmp_path / "run"
+    assert train(cfg, run, progress=False).iteration == 4
+    summary = evaluate_run(run, "test", progress=False)
+    assert np.isfinite(summary["metrics"]["prediction"]["1"]["dice"]["mean"])
+    case = json.loads((run / "splits.json").read_text())["test"][0]
+    out = tmp_path / "pred"
+    predict_folder(run, t2_cache.root.parent / "raw", out, progress=False)
+    ref = nib.load(t2_cache.properties(case)["label_file"])
+    assert nib.load(out / f"{case}.nii.gz").shape == ref.shape
