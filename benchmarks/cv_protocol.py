@@ -24,6 +24,7 @@ pass through the network, so BatchNorm sees the same data).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -177,13 +178,20 @@ def cv_run_dir(root: Path, name: str, fold: int, seed: int = 0) -> Path:
 
 
 def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
-                   labeled: int, iterations: int, extra: list[str], seed: int = 0) -> None:
+                   labeled: int, iterations: int, extra: list[str], seed: int = 0,
+                   need_weights: bool = False) -> None:
     """Train (or resume) variant ``name`` on one fold into ``run_dir``, evaluate and archive it.
 
-    A run that is finished here or in the archive (``run_archive.py``) is skipped.
+    A run that is finished here or in the archive (``run_archive.py``) is skipped, unless
+    ``need_weights`` and ``run_dir`` has no last checkpoint (a fresh checkout: only the
+    archived results came with it): the run is then trained again, with the same seeds,
+    and its archived results are replaced; the old and new Dice are printed side by side.
     """
-    if finished_run(run_dir) is not None:
+    done = finished_run(run_dir)
+    has_weights = (run_dir / "checkpoints" / "last.pt").is_file()
+    if done is not None and (has_weights or not need_weights):
         return
+    before = None if done is None else _primary_dice(done)
     method, overrides, _ = VARIANTS[name]
     cfg = load_config("cpu_small", [
         f"name={name}", f"cache={cache}", f"method.name={method}",
@@ -196,7 +204,14 @@ def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
     summary = evaluate_run(run_dir, "test", checkpoint="last")
     primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
     archive_run(run_dir)
-    print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}", flush=True)
+    again = "" if before is None else f" (archived before: {before:.1f})"
+    print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}{again}", flush=True)
+
+
+def _primary_dice(run_dir: Path) -> float:
+    """Mean test Dice % of a finished run's primary output."""
+    summary = json.loads(RunDir(run_dir).eval("test").summary_file.read_text())
+    return summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
 
 
 def norm_tag(tag: str, norm: str | None) -> str:
@@ -206,14 +221,16 @@ def norm_tag(tag: str, norm: str | None) -> str:
 
 def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
            iterations: int, extra: list[str], tag: str = "",
-           seeds: tuple[int, ...] = (0,), norm: str | None = None) -> list[Path]:
+           seeds: tuple[int, ...] = (0,), norm: str | None = None,
+           need_weights: bool = False) -> list[Path]:
     """Train and evaluate every (seed, fold, variant) not finished yet; returns the run dirs.
 
     Each seed is one repetition of the cross-validation: ``splits.seed`` draws another
     K-fold partition and other labelled cases, ``train.seed`` another training run. Every
     case is a test case once per seed, and a run pairs per case with the baseline run of
     the same seed and fold. ``norm`` gives every variant's cache that intensity
-    normalisation (runs in the folder tagged ``_<norm>``).
+    normalisation (runs in the folder tagged ``_<norm>``). ``need_weights``: see
+    :func:`train_fold_run`.
     """
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -228,7 +245,7 @@ def run_cv(variants: list[str], folds: int, fold_ids: list[int], labeled: int,
                 run_dir = cv_run_dir(root, name, fold, seed)
                 run_dirs.append(run_dir)
                 train_fold_run(name, run_dir, caches[keys[name]], folds, fold, labeled,
-                               iterations, extra, seed)
+                               iterations, extra, seed, need_weights)
     return run_dirs
 
 

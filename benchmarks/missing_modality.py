@@ -24,17 +24,18 @@ from cv_protocol import NORM_SCHEMES, cv_root, norm_tag
 
 from duetseg.evaluation.metrics import dice
 from duetseg.output_spec import branch_modalities
+from duetseg.reporting.bootstrap import bootstrap_mean_ci
 from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import present_outputs
 
 
-def run_dice(run_dir) -> dict[str, list[float]]:
-    """Per-case Dice of ``run_dir`` on its test cases, for each set of present modalities."""
+def run_dice(run_dir) -> dict[str, dict[str, float]]:
+    """Inputs ("t1ce+t2", "t1ce", ...) -> case -> Dice % of ``run_dir`` on its test cases."""
     run = load_trained_run(run_dir, "last", "cpu")
     modalities = list(run.cache.modalities)
     subsets = [modalities] + ([[m] for m in modalities] if len(modalities) > 1 else [])
     branches = branch_modalities(run.method.outputs())
-    out: dict[str, list[float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for case in json.loads((run_dir / "splits.json").read_text())["test"]:
         image = run.cache.load_image(case, mmap=False)
         label = run.cache.load_label(case, mmap=False) > 0
@@ -47,8 +48,36 @@ def run_dice(run_dir) -> dict[str, list[float]]:
                 probs = present_outputs(predict_probabilities(run, x), modalities, present,
                                         branches)
             pred = probs[run.method.primary_output][1:].sum(0) > 0.5
-            out.setdefault("+".join(present), []).append(dice(pred, label))
+            out.setdefault("+".join(present), {})[case] = dice(pred, label)
     return out
+
+
+Pooled = dict[str, dict[str, dict[str, float]]]  # variant -> inputs -> case -> Dice %
+
+
+def paired_rows(pooled: Pooled) -> list[str]:
+    """Markdown rows of paired per-case differences (mean, bootstrap 95 % CI, n).
+
+    - each multi-modal variant on one modality minus the variant trained on that modality
+      alone (a variant with a single input set), the issue's "within 3 points";
+    - each further multi-modal variant minus the first one listed (e.g. with modality
+      dropout minus without), on every input set.
+    """
+    single = {next(iter(v)): name for name, v in pooled.items() if len(v) == 1}
+    multi = [name for name, v in pooled.items() if len(v) > 1]
+    pairs = [(name, alone, inputs) for name in multi for inputs, alone in single.items()
+             if inputs in pooled[name]]
+    pairs += [(name, multi[0], inputs) for name in multi[1:] for inputs in pooled[name]
+              if inputs in pooled[multi[0]]]
+    rows = []
+    for name, ref, inputs in pairs:
+        a, b = pooled[name][inputs], pooled[ref][inputs]
+        cases = sorted(set(a) & set(b))
+        diff = np.array([a[c] - b[c] for c in cases])
+        low, high = bootstrap_mean_ci(diff)
+        rows.append(f"| {name} − {ref} | {inputs} | {diff.mean():+.2f} [{low:+.2f}, "
+                    f"{high:+.2f}] | {len(cases)} |")
+    return rows
 
 
 def main() -> None:
@@ -65,17 +94,22 @@ def main() -> None:
     folds = args.folds if args.folds is not None else list(range(args.cv))
     root = cv_root(args.cv, args.labeled, args.iterations, norm_tag("", args.norm))
     lines = ["| variant | folds done | inputs | mean Dice % | n cases |", "|---|---|---|---|---|"]
+    pooled: Pooled = {}
     for variant in args.variants:
         runs = [root / f"{variant}_f{k}" for k in folds]
         done = [r for r in runs if (r / "checkpoints" / "last.pt").is_file()]
-        pooled: dict[str, list[float]] = {}
+        if len(done) < len(runs):
+            print(f"{variant}: {len(runs) - len(done)} fold(s) without weights here; "
+                  "real_brats.py --cv ... --need-weights trains them", flush=True)
         for run_dir in done:
             for inputs, values in run_dice(run_dir).items():
-                pooled.setdefault(inputs, []).extend(values)
-        for inputs, values in pooled.items():
+                pooled.setdefault(variant, {}).setdefault(inputs, {}).update(values)
+        for inputs, values in pooled.get(variant, {}).items():
             lines.append(f"| {variant} | {len(done)}/{len(runs)} | {inputs} | "
-                         f"{np.mean(values):.2f} | {len(values)} |")
+                         f"{np.mean(list(values.values())):.2f} | {len(values)} |")
             print(lines[-1], flush=True)
+    lines += ["", "| paired difference | inputs | mean [95 % CI] | n cases |",
+              "|---|---|---|---|", *paired_rows(pooled)]
     table = "\n".join(lines)
     print(table)
     append_benchmark(
@@ -85,7 +119,8 @@ def main() -> None:
              "--variants", *args.variants, "--folds", *map(str, folds)]
             + (["--norm", args.norm] if args.norm else [])),
         table, notes="Absent inputs zero-filled as `duetseg predict` does; the absent "
-                     "branch's output dropped; Dice in the 2 mm cache geometry.")
+                     "branch's output dropped; Dice in the 2 mm cache geometry. Paired rows: "
+                     "per-case differences, percentile bootstrap CI over cases.")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="with --cv: seeds (labelled draw + training), default --seed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--need-weights", action="store_true",
+                        help="with --cv: train again the finished runs whose weights are not "
+                             "here (only their archived results), for missing_modality.py "
+                             "and suggest_vs_random.py")
     parser.add_argument("--summarize", action="store_true",
                         help="with --cv: report the finished runs, no training")
     parser.add_argument("--baseline", default="ours_w0", help="with --cv --summarize")
@@ -91,7 +95,7 @@ def main() -> None:
                          args.norm, args.table2)
         else:
             run_cv(args.methods, args.cv, folds, args.labeled, args.iterations, args.set,
-                   args.tag, seeds, args.norm)
+                   args.tag, seeds, args.norm, args.need_weights)
         return
     if args.summarize_seeds is not None:
         summarize_seeds(args.methods, args.summarize_seeds, args.tag)

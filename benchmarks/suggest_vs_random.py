@@ -76,8 +76,8 @@ def run_fold(args, fold: int) -> None:
     if finished_base is None:
         raise SystemExit(f"{base} is not finished: run real_brats.py --cv first")
     if not plan_file.is_file() and not (base / "checkpoints" / "last.pt").is_file():
-        raise SystemExit(f"{base} has no weights to rank cases with: run real_brats.py --cv "
-                         "first")
+        raise SystemExit(f"{base} has no weights to rank cases with: real_brats.py --cv ... "
+                         "--need-weights trains the run again")
     out.mkdir(parents=True, exist_ok=True)
     if plan_file.is_file():  # the same arms on every rerun, whatever suggest says later
         plan = json.loads(plan_file.read_text())

@@ -46,3 +46,27 @@ def test_every_cross_validation_variant_has_a_valid_config(monkeypatch):
     default = with_resolved_options(load_config("cpu_small", ["method.name=ours"])).method.options
     assert options("ours_cpssoft") == default  # the library default is the measured variant
     assert options("ours_cps")["pseudo_prior"] == "off"  # the former default, pinned
+
+
+@pytest.mark.parametrize("weights_here,need_weights,trains", [
+    (False, False, False), (False, True, True), (True, True, False)])
+def test_a_finished_run_is_trained_again_only_when_its_weights_are_needed(
+        monkeypatch, tmp_path, weights_here, need_weights, trains):
+    monkeypatch.syspath_prepend(str(GRIDS[0].parents[1]))
+    import cv_protocol
+
+    run_dir = tmp_path / "ours_cpssoft_f0"
+    if weights_here:
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(cv_protocol, "finished_run", lambda d: tmp_path / "archived")
+    monkeypatch.setattr(cv_protocol, "_primary_dice", lambda d: 50.0)
+    monkeypatch.setattr(cv_protocol, "train", lambda cfg, d, resume: calls.append(d))
+    summary = {"primary_output": "ensemble",
+               "metrics": {"ensemble": {"1": {"dice": {"mean": 51.0}}}}}
+    monkeypatch.setattr(cv_protocol, "evaluate_run", lambda *a, **k: summary)
+    monkeypatch.setattr(cv_protocol, "archive_run", lambda d: calls.append("archived"))
+    cv_protocol.train_fold_run("ours_cpssoft", run_dir, tmp_path, 3, 0, 2, 10, [],
+                               need_weights=need_weights)
+    assert calls == ([run_dir, "archived"] if trains else [])

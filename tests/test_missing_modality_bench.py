@@ -1,0 +1,38 @@
+"""benchmarks/missing_modality.py: the paired rows of the missing-modality table."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def module(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module("missing_modality")
+
+
+def test_paired_rows_compare_like_inputs(module):
+    both, t1, t2 = "t1ce+t2", "t1ce", "t2"
+    pooled = {
+        "ours": {both: {"a": 80.0, "b": 70.0}, t1: {"a": 40.0, "b": 30.0},
+                 t2: {"a": 75.0, "b": 65.0}},
+        "ours_md": {both: {"a": 78.0, "b": 70.0}, t1: {"a": 60.0, "b": 50.0},
+                    t2: {"a": 76.0, "b": 66.0}},
+        "mt_t1ce": {t1: {"a": 62.0, "b": 54.0, "c": 1.0}},  # c: not a case of the others
+        "mt_t2": {t2: {"a": 70.0, "b": 70.0}},
+    }
+    rows = module.paired_rows(pooled)
+    cells = {tuple(c.strip() for c in r.strip("|").split("|")[:2]): r for r in rows}
+    assert set(cells) == {("ours − mt_t1ce", t1), ("ours − mt_t2", t2),
+                          ("ours_md − mt_t1ce", t1), ("ours_md − mt_t2", t2),
+                          ("ours_md − ours", both), ("ours_md − ours", t1),
+                          ("ours_md − ours", t2)}
+    assert "| −3.00 [−4.00, −2.00] | 2 |" in cells[("ours_md − mt_t1ce", t1)].replace(
+        "-", "−")
+    assert "| −1.00 [−2.00, +0.00] | 2 |" in cells[("ours_md − ours", both)].replace("-", "−")
+    assert "| +20.00 [+20.00, +20.00] | 2 |" in cells[("ours_md − ours", t1)]
