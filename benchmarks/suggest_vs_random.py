@@ -68,9 +68,10 @@ def plan_path(args, fold: int) -> Path:
     return archive_path(suggest_dir(args)) / f"{args.variant}_f{fold}_plan.json"
 
 
-def run_fold(args, fold: int) -> None:
-    out = suggest_dir(args)
-    base = out.parent / f"{args.variant}_f{fold}"
+def fold_plan(args, fold: int) -> tuple[dict[str, list[str]], Path]:
+    """The arms of ``fold`` (made once from the base run's weights, then read back) and the
+    finished base run."""
+    base = suggest_dir(args).parent / f"{args.variant}_f{fold}"
     plan_file = plan_path(args, fold)
     finished_base = finished_run(base)
     if finished_base is None:
@@ -78,12 +79,17 @@ def run_fold(args, fold: int) -> None:
     if not plan_file.is_file() and not (base / "checkpoints" / "last.pt").is_file():
         raise SystemExit(f"{base} has no weights to rank cases with: real_brats.py --cv ... "
                          "--need-weights trains the run again")
-    out.mkdir(parents=True, exist_ok=True)
     if plan_file.is_file():  # the same arms on every rerun, whatever suggest says later
-        plan = json.loads(plan_file.read_text())
-    else:
-        plan = arms(base, fold, args.draws)
-        save_json(plan, plan_file)
+        return json.loads(plan_file.read_text()), finished_base
+    plan = arms(base, fold, args.draws)
+    save_json(plan, plan_file)
+    return plan, finished_base
+
+
+def run_fold(args, fold: int) -> None:
+    out = suggest_dir(args)
+    out.mkdir(parents=True, exist_ok=True)
+    plan, finished_base = fold_plan(args, fold)
     labelled = load_splits(RunDir(finished_base).splits_file)["labeled"]
     cache = prepare_cache(cache_key(VARIANTS[args.variant][2], args.norm))
     for arm, added in plan.items():
@@ -149,6 +155,9 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=None)
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--summarize", action="store_true")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="rank and save every fold's arms while the base runs' weights "
+                             "are here; train nothing")
     parser.add_argument("--norm", default=None, choices=NORM_SCHEMES,
                         help="the protocol's intensity normalisation (as real_brats.py --norm)")
     args = parser.parse_args()
@@ -157,7 +166,10 @@ def main() -> None:
         summarize(args, folds)
         return
     for fold in folds:
-        run_fold(args, fold)
+        if args.plan_only:
+            print(f"fold {fold}: {fold_plan(args, fold)[0]}", flush=True)
+        else:
+            run_fold(args, fold)
 
 
 if __name__ == "__main__":
