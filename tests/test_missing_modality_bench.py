@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
-def module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("missing_modality")
+def module(benchmark_module):
+    return benchmark_module("missing_modality")
 
 
 def test_paired_rows_compare_like_inputs(module):

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture()
-def module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("pseudo_volume")
+def module(benchmark_module):
+    return benchmark_module("pseudo_volume")
 
 
 def test_crop_volumes_split_the_expected_volume(module):

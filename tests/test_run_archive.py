@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,11 @@ from test_report_gain import _dual, write_run
 
 from duetseg.reporting.collect import collect_runs
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture()
-def archive(tmp_path, monkeypatch):
+def archive(tmp_path, monkeypatch, benchmark_module):
     """The module with its runs/ and results/ folders moved under ``tmp_path``."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    module = importlib.import_module("run_archive")
+    module = benchmark_module("run_archive")
     monkeypatch.setattr(module, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(module, "ARCHIVE", tmp_path / "results")
     return module

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-
 import numpy as np
 import pytest
 from _nifti import write_nifti
 from test_report_gain import LABELLED, _dual, write_run
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
 
 @pytest.fixture()
-def module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module("volume_shift")
+def module(benchmark_module):
+    return benchmark_module("volume_shift")
 
 
 def test_tumour_volumes_in_ml(module, tmp_path):
