@@ -8,6 +8,7 @@ import torch
 from duetseg.config import MethodConfig, ModelConfig
 from duetseg.errors import ConfigError
 from duetseg.methods import MethodContext, build_method
+from duetseg.methods.losses import foreground_fraction
 from duetseg.methods.prior_guard import soft_volume_shift
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,6 +87,9 @@ def test_ours_learns_the_other_branch_s_volume_matched_labels(monkeypatch):
     for before, after in zip(source, shifted):
         soft = torch.softmax(before.detach(), 1)[:, 1].sum((1, 2, 3)).round()
         assert torch.equal(_counts(after)[:, 1].to(soft), soft)
+    # the logged tumour fraction is that of the pseudo-labels the branches learn from
+    tumour = sum(_counts(after)[:, 1].sum() for after in shifted) / (2 * 2 * 16 ** 3)
+    assert float(losses["pseudo_fg"]) == pytest.approx(float(tumour))
     with pytest.raises(ConfigError, match="pseudo_prior"):
         build_method(_ctx(consistency="mse", pseudo_prior="soft"))
     for options in ({"consistency": "mse"}, {"consistency": "confident_teacher"},
@@ -93,3 +97,10 @@ def test_ours_learns_the_other_branch_s_volume_matched_labels(monkeypatch):
         assert build_method(_ctx(**options)).options.pseudo_prior == "off"
     for off in ("off", False):  # False: YAML 1.1's reading of an unquoted `off`
         assert build_method(_ctx(pseudo_prior=off)).options.pseudo_prior == "off"
+
+
+def test_foreground_fraction_counts_every_foreground_class_over_branches():
+    a = torch.zeros(1, 3, 2, 2, 1)
+    a[0, 1, 0, 0, 0] = a[0, 2, 1, 0, 0] = 5.0  # 2 of 4 voxels foreground (two classes)
+    b = torch.zeros(1, 3, 2, 2, 1)  # ties: argmax is the first class, background
+    assert float(foreground_fraction([a, b])) == pytest.approx(0.25)

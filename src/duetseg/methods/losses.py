@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
-__all__ = ["SupervisedLoss", "class_argmax", "cross_branch_mse", "confident_teacher_mse",
-           "graph_zero", "masked_branch_supervised", "masked_branch_consistency"]
+__all__ = ["SupervisedLoss", "class_argmax", "foreground_fraction", "cross_branch_mse",
+           "confident_teacher_mse", "graph_zero", "masked_branch_supervised",
+           "masked_branch_consistency"]
 
 
 def class_argmax(t: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -24,6 +25,16 @@ def class_argmax(t: torch.Tensor, dim: int = 1) -> torch.Tensor:
     Both return the first maximal index, so the results are identical.
     """
     return t.max(dim=dim).indices
+
+
+@torch.no_grad()
+def foreground_fraction(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Fraction of voxels whose argmax is a foreground class, averaged over ``logits``.
+
+    Logged by ``ours`` as ``pseudo_fg`` on the unlabelled crops' targets: a pseudo-labelled
+    tumour that grows (or shrinks) over training shows there, where the loss does not.
+    """
+    return torch.stack([(class_argmax(lg) > 0).float().mean() for lg in logits]).mean()
 
 
 class SupervisedLoss(torch.nn.Module):

@@ -61,6 +61,7 @@ from duetseg.methods.dual_branch import DualBranchMethod
 from duetseg.methods.losses import (
     confident_teacher_mse,
     cross_branch_mse,
+    foreground_fraction,
     masked_branch_consistency,
 )
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
@@ -279,6 +280,7 @@ class Ours(DualBranchMethod):
                 unsup = masked_branch_consistency(self.consistency, unlabelled, present_u,
                                                   teacher)
             total = self.add_unsupervised(losses, total, unsup, iteration)
+            losses["pseudo_fg"] = foreground_fraction(unlabelled if teacher is None else teacher)
             if self.prior is not None:
                 self.prior.update(teacher)
                 losses["prior_bias"] = self.prior.bias[1:].mean()
