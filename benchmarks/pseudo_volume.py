@@ -14,12 +14,18 @@ as in training (eval mode: no dropout). Per output, summed over all crops:
 A ``soft / true`` well above ``argmax / true`` says the soft prior grows the pseudo-labels
 beyond the branch's own decision, the tail being the reason when ``tail`` is large.
 
-Usage: python benchmarks/pseudo_volume.py RUN_DIR... [--crops 8] [--append]
+``--trace`` reads instead the ``pseudo_fg`` column of each run's ``log.csv`` (the tumour
+fraction of the unlabelled crops' pseudo-labels, logged by ``ours``; an archived run is
+enough, no weights) and prints its mean per tenth of training beside the true tumour
+fraction of uniformly placed crops of the run's unlabelled cases and of its labelled ones.
+
+Usage: python benchmarks/pseudo_volume.py RUN_DIR... [--crops 8] [--trace] [--append]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -27,9 +33,13 @@ import numpy as np
 import torch
 from common import append_benchmark
 
+from duetseg.data.cache import Cache
+from duetseg.data.sampling import TwoStreamBatches
+from duetseg.run.config import load_run_config
+from duetseg.run.layout import RunDir
 from duetseg.run.trained import load_trained_run
 
-__all__ = ["crop_volumes", "volume_ratios"]
+__all__ = ["crop_volumes", "volume_ratios", "trace_means"]
 
 
 def crop_volumes(probs: dict[str, np.ndarray], label: np.ndarray) -> dict[str, np.ndarray]:
@@ -79,13 +89,61 @@ def run_totals(run_dir: Path, n_crops: int, seed: int = 0) -> dict[tuple[str, st
     return totals
 
 
+def trace_means(rows: list[dict[str, str]], parts: int = 10) -> list[float]:
+    """Mean ``pseudo_fg`` of the logged rows in each of ``parts`` equal spans of iterations."""
+    logged = [(int(r["iteration"]), float(r["pseudo_fg"])) for r in rows if r.get("pseudo_fg")]
+    if not logged:
+        return []
+    span = (max(it for it, _ in logged) + 1) / parts
+    means = []
+    for k in range(parts):
+        values = [v for it, v in logged if k * span <= it < (k + 1) * span]
+        means.append(float(np.mean(values)) if values else float("nan"))
+    return means
+
+
+def tumour_fraction(run_dir: Path, cases: list[str]) -> float:
+    """True tumour fraction of ``cases`` in uniformly placed training-size crops."""
+    cfg = load_run_config(run_dir)
+    crops = TwoStreamBatches(Path(cfg.cache), cases, [], cfg.train.crop_size, 1, 1,
+                             cfg.train.seed)
+    return float(crops.label_fractions(Cache(cfg.cache).num_classes)[1:].sum())
+
+
+def trace_table(runs: list[Path]) -> str:
+    """Markdown: per run, ``pseudo_fg`` per tenth of training against the true fractions."""
+    lines = ["| run | unlabelled true | labelled true | pseudo_fg per tenth of training |",
+             "|---|---|---|---|"]
+    for run_dir in runs:
+        with RunDir(run_dir).log_file.open() as fh:
+            means = trace_means(list(csv.DictReader(fh)))
+        splits = json.loads((run_dir / "splits.json").read_text())
+        lines.append(f"| {run_dir.name} | {tumour_fraction(run_dir, splits['unlabeled']):.3f} "
+                     f"| {tumour_fraction(run_dir, splits['labeled']):.3f} | "
+                     + " ".join(f"{m:.3f}" for m in means) + " |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--crops", type=int, default=8, help="crops per case")
+    parser.add_argument("--trace", action="store_true",
+                        help="the logged pseudo_fg over training instead (log.csv only)")
     parser.add_argument("--append", action="store_true", help="append to BENCHMARKS.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.trace:
+        table = trace_table(args.runs)
+        if args.append:
+            append_benchmark("Pseudo-labelled tumour fraction over training",
+                             "python benchmarks/pseudo_volume.py --trace "
+                             + " ".join(str(r) for r in args.runs), table,
+                             notes="True fractions: uniformly placed crops of the training "
+                                   "size, as the unlabelled crops are drawn.")
+        print(table)
+        return
     lines = ["| run | cases | output | argmax / true | soft / true | tail / true |",
              "|---|---|---|---|---|---|"]
     for run_dir in args.runs:

@@ -28,3 +28,12 @@ def test_three_classes_count_every_foreground_class(module):
     p[:, 0, 0, 1] = [0.9, 0.05, 0.05]
     vols = module.crop_volumes({"x": p}, np.array([2, 0]).reshape(1, 1, 2))["x"]
     assert vols == pytest.approx([1.0, 1.0, 0.9, 0.1])
+
+
+def test_trace_means_per_span_of_iterations(module):
+    rows = [{"iteration": str(it), "pseudo_fg": str(it / 100)} for it in range(9, 200, 10)]
+    rows.append({"iteration": "199", "pseudo_fg": ""})  # a row without the column counts not
+    means = module.trace_means(rows, parts=2)
+    assert means == pytest.approx([np.mean([0.09, 0.19, 0.29, 0.39, 0.49, 0.59, 0.69, 0.79,
+                                            0.89, 0.99]), np.mean(np.arange(109, 200, 10) / 100)])
+    assert module.trace_means([{"iteration": "9", "loss": "1"}]) == []
