@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from duetseg.config import StrictModel
-from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext, sigmoid_rampup
 from duetseg.methods.dual_branch import BranchOutputs
 from duetseg.methods.losses import SupervisedLoss
@@ -113,9 +112,6 @@ class CMC(BranchOutputs, Method):
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
-        if self.num_modalities < 2:
-            raise ConfigError(f"method 'cmc' needs at least 2 modalities, got "
-                              f"{list(ctx.modalities)}")
         self.net = cmcnet_from_config(self.num_modalities, ctx.num_classes, ctx.model,
                                       self.options.se_reduction)
         self.sup_loss = SupervisedLoss()
