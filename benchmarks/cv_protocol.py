@@ -191,7 +191,8 @@ def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
     has_weights = (run_dir / "checkpoints" / "last.pt").is_file()
     if done is not None and (has_weights or not need_weights):
         return
-    before = None if done is None else _primary_dice(done)
+    before = None if done is None else primary_dice(
+        json.loads(RunDir(done).eval("test").summary_file.read_text()))
     method, overrides, _ = VARIANTS[name]
     cfg = load_config("cpu_small", [
         f"name={name}", f"cache={cache}", f"method.name={method}",
@@ -202,15 +203,14 @@ def train_fold_run(name: str, run_dir: Path, cache: Path, folds: int, fold: int,
     print(f"== {run_dir.name} ({run_dir.parent.name})", flush=True)
     train(cfg, run_dir, resume=RunDir(run_dir).resumable)
     summary = evaluate_run(run_dir, "test", checkpoint="last")
-    primary = summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
+    primary = primary_dice(summary)
     archive_run(run_dir)
     again = "" if before is None else f" (archived before: {before:.1f})"
     print(f"   done in {time.time() - t0:.0f} s: Dice {primary:.1f}{again}", flush=True)
 
 
-def _primary_dice(run_dir: Path) -> float:
-    """Mean test Dice % of a finished run's primary output."""
-    summary = json.loads(RunDir(run_dir).eval("test").summary_file.read_text())
+def primary_dice(summary: dict) -> float:
+    """Mean Dice % of the primary output (class 1) in an evaluation's ``summary.json``."""
     return summary["metrics"][summary["primary_output"]]["1"]["dice"]["mean"]
 
 

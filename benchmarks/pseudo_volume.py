@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from common import append_benchmark
 
+from duetseg.config import Config
 from duetseg.data.cache import Cache
 from duetseg.data.sampling import TwoStreamBatches
 from duetseg.run.config import load_run_config
@@ -102,9 +103,8 @@ def trace_means(rows: list[dict[str, str]], parts: int = 10) -> list[float]:
     return means
 
 
-def tumour_fraction(run_dir: Path, cases: list[str]) -> float:
-    """True tumour fraction of ``cases`` in uniformly placed training-size crops."""
-    cfg = load_run_config(run_dir)
+def tumour_fraction(cfg: Config, cases: list[str]) -> float:
+    """True tumour fraction of ``cases`` in uniformly placed crops of run ``cfg``'s size."""
     crops = TwoStreamBatches(Path(cfg.cache), cases, [], cfg.train.crop_size, 1, 1,
                              cfg.train.seed)
     return float(crops.label_fractions(Cache(cfg.cache).num_classes)[1:].sum())
@@ -118,8 +118,9 @@ def trace_table(runs: list[Path]) -> str:
         with RunDir(run_dir).log_file.open() as fh:
             means = trace_means(list(csv.DictReader(fh)))
         splits = json.loads((run_dir / "splits.json").read_text())
-        lines.append(f"| {run_dir.name} | {tumour_fraction(run_dir, splits['unlabeled']):.3f} "
-                     f"| {tumour_fraction(run_dir, splits['labeled']):.3f} | "
+        cfg = load_run_config(run_dir)
+        lines.append(f"| {run_dir.name} | {tumour_fraction(cfg, splits['unlabeled']):.3f} "
+                     f"| {tumour_fraction(cfg, splits['labeled']):.3f} | "
                      + " ".join(f"{m:.3f}" for m in means) + " |")
         print(lines[-1], flush=True)
     return "\n".join(lines)

@@ -61,7 +61,10 @@ def test_a_finished_run_is_trained_again_only_when_its_weights_are_needed(
         (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
     calls = []
     monkeypatch.setattr(cv_protocol, "finished_run", lambda d: tmp_path / "archived")
-    monkeypatch.setattr(cv_protocol, "_primary_dice", lambda d: 50.0)
+    archived = tmp_path / "archived" / "eval" / "test"
+    archived.mkdir(parents=True)
+    (archived / "summary.json").write_text("{}")
+    monkeypatch.setattr(cv_protocol, "primary_dice", lambda summary: 50.0)
     monkeypatch.setattr(cv_protocol, "train", lambda cfg, d, resume: calls.append(d))
     summary = {"primary_output": "ensemble",
                "metrics": {"ensemble": {"1": {"dice": {"mean": 51.0}}}}}
