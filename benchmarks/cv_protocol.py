@@ -49,6 +49,8 @@ CROSS = ["method.options.consistency=cross_pseudo"]
 CPS = CROSS + ["method.options.pseudo_prior=off"]
 # the default since: cross pseudo-labels that keep the source branch's expected volume
 SOFT = CROSS + ["method.options.pseudo_prior=soft"]
+CE_SOFT = ["method.options.consistency=hard_pseudo", "method.options.pseudo_threshold=0",
+           "method.options.pseudo_prior=soft"]
 NO_MAE = ["model.mae=false"]
 NO_FUSION = ["model.fusion=none", *NO_MAE]  # two branches, each on its own modality
 SG = ["method.options.cross_branch_grad=false"]
@@ -95,6 +97,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_cpsprior": ("ours", CROSS + ["method.options.pseudo_prior=match"], "minmax"),
     # pseudo-labels keep the source branch's own expected volume per crop (no prior)
     "ours_cpssoft": ("ours", SOFT, "minmax"),
+    # the same volume-kept cross pseudo-labels learnt by cross-entropy alone (no Dice part)
+    "ours_cesoft": ("ours", CE_SOFT, "minmax"),
     "ours_cpsfgcap": ("ours", ["method.options.consistency=foreground_pseudo",
                                "method.options.pseudo_prior=cap"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),

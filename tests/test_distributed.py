@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -138,9 +140,22 @@ def launched(tmp_path_factory, synthetic_cache):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
            "2", __file__, str(cache.root), str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode != 0 and _native_abort(proc.stderr):
+        # a rank sometimes dies in native code (about 2 launches in 17 seen, none in 28
+        # later; cause not found), not in anything these tests assert: warn, launch again
+        warnings.warn("two-rank launch aborted in native code; launched again:\n"
+                      + proc.stderr[-2000:], stacklevel=1)
+        for path in out.iterdir():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     records = [json.loads((out / f"record_rank{r}.json").read_text()) for r in range(2)]
     return out, records, proc.stdout
+
+
+def _native_abort(stderr: str) -> bool:
+    """A rank ended by ``std::terminate`` (SIGABRT) rather than by a Python error."""
+    return "terminate called without an active exception" in stderr
 
 
 def _load(path):
