@@ -99,6 +99,9 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "ours_cpssoft": ("ours", SOFT, "minmax"),
     # the same volume-kept cross pseudo-labels learnt by cross-entropy alone (no Dice part)
     "ours_cesoft": ("ours", CE_SOFT, "minmax"),
+    # the pseudo-label volume held at (below) its mean over 10-20 % of training
+    "ours_anchor": ("ours", CROSS + ["method.options.pseudo_prior=anchor"], "minmax"),
+    "ours_anchorcap": ("ours", CROSS + ["method.options.pseudo_prior=anchor_cap"], "minmax"),
     "ours_cpsfgcap": ("ours", ["method.options.consistency=foreground_pseudo",
                                "method.options.pseudo_prior=cap"], "minmax"),
     "ours_cutmix": ("ours", CPS + ["method.options.cutmix=true"], "minmax"),

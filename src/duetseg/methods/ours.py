@@ -36,7 +36,9 @@ after step and one 4-labelled fold collapsed to 17 % Dice; over 12 real folds ``
 scored +12.7 (2 labelled) and +4.1 (4 labelled) Dice points over the labelled-only control
 and +8.7 over plain cross pseudo-labels at 4 labelled (BENCHMARKS.md). ``off`` is the plain
 argmax; ``cap | match`` steer a class bias towards the labelled cases' class volumes
-(:mod:`duetseg.methods.prior_guard`). With a soft consistency (``mse``,
+(:mod:`duetseg.methods.prior_guard`); ``anchor`` (``anchor_cap``) holds the volume at
+(below) the branches' own early estimate (:mod:`duetseg.methods.volume_anchor`). With a
+soft consistency (``mse``,
 ``confident_teacher``) or ``copy_paste`` an unset ``pseudo_prior`` means ``off``.
 
 Modality dropout (``train.modality_dropout``): a branch whose input was zeroed in a crop gets
@@ -73,6 +75,7 @@ from duetseg.methods.pseudo_label_losses import (
     foreground_cross_pseudo,
     hard_pseudo_ce,
 )
+from duetseg.methods.volume_anchor import VolumeAnchor
 from duetseg.models.blocks import frozen_norm_statistics
 
 __all__ = ["Ours"]
@@ -123,7 +126,11 @@ class Ours(DualBranchMethod):
         # expected class volume (sum of its softmax) instead of the argmax's; the default by
         # the cross-validated real-data numbers (2 and 4 labelled, BENCHMARKS.md); unset, it
         # means "off" for the soft consistencies and copy_paste (no hard labels to shift)
-        pseudo_prior: Literal["off", "cap", "match", "soft"] = "soft"
+        # "anchor": "soft", plus a class bias that from the end of `anchor_window` (fractions
+        # of training) holds the pseudo-label volume at its mean over that window, "anchor_cap"
+        # only below it (:mod:`duetseg.methods.volume_anchor`)
+        pseudo_prior: Literal["off", "cap", "match", "soft", "anchor", "anchor_cap"] = "soft"
+        anchor_window: tuple[float, float] = (0.1, 0.2)
         prior_rate: float = Field(default=0.02, gt=0.0, le=1.0)
         prior_max_shift: float = Field(default=5.0, gt=0.0)
         # False: no unsupervised term and no unlabelled crops (the ablation rows without MCML)
@@ -158,6 +165,13 @@ class Ours(DualBranchMethod):
             # YAML 1.1 reads an unquoted `off` as False (`pseudo_prior: off`, `...=off`)
             return "off" if value is False else value
 
+        @field_validator("anchor_window")
+        @classmethod
+        def _window(cls, value):
+            if not 0.0 <= value[0] < value[1] <= 1.0:
+                raise ValueError(f"anchor_window needs 0 <= start < stop <= 1, got {value}")
+            return value
+
         @model_validator(mode="after")
         def _copy_paste_alone(self):
             if self.copy_paste and (self.consistency != "cross_pseudo" or self.cutmix
@@ -186,6 +200,12 @@ class Ours(DualBranchMethod):
                                           self.options.prior_max_shift,
                                           cap_only=self.options.pseudo_prior == "cap")
             self.needs_label_prior = True
+        self.anchor = None
+        if self.options.pseudo_prior.startswith("anchor") and self.uses_unlabeled:
+            start, stop = (round(f * ctx.max_iterations) for f in self.options.anchor_window)
+            self.anchor = VolumeAnchor(ctx.num_classes, start, max(stop, start + 1),
+                                       self.options.prior_rate, self.options.prior_max_shift,
+                                       cap_only=self.options.pseudo_prior == "anchor_cap")
 
     def set_label_prior(self, fractions) -> None:
         if self.prior is not None:
@@ -270,10 +290,13 @@ class Ours(DualBranchMethod):
         total = sup
         if unsupervised:
             unlabelled = [lg[n:] for lg in logits]
+            source = unlabelled if teacher is None else teacher
             if self.prior is not None:
-                teacher = self.prior.shift(unlabelled if teacher is None else teacher)
+                teacher = self.prior.shift(source)
+            elif self.anchor is not None:
+                teacher = self.anchor.pseudo_logits(source, iteration)
             elif self.options.pseudo_prior == "soft":
-                teacher = soft_volume_shift(unlabelled if teacher is None else teacher)
+                teacher = soft_volume_shift(source)
             if present_u is None:
                 unsup = self.consistency(unlabelled, teacher)
             else:
@@ -284,6 +307,9 @@ class Ours(DualBranchMethod):
             if self.prior is not None:
                 self.prior.update(teacher)
                 losses["prior_bias"] = self.prior.bias[1:].mean()
+            if self.anchor is not None:
+                self.anchor.update(teacher, iteration)
+                losses["prior_bias"] = self.anchor.guard.bias[1:].mean()
         losses["loss"] = total
         return losses
 
