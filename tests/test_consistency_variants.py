@@ -274,7 +274,8 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_threshold": 0.8,
                                        "erase_weight": 0.0, "pseudo_prior": "soft",
-                                       "prior_rate": 0.02, "prior_max_shift": 5.0,
+                                       "anchor_window": [0.1, 0.2], "prior_rate": 0.02,
+                                       "prior_max_shift": 5.0,
                                        "mcml": True, "cross_branch_grad": True,
                                        "cutmix": False, "cutmix_ratio": 0.8,
                                        "intensity_view": False, "copy_paste": False,
