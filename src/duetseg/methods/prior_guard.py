@@ -33,9 +33,15 @@ from torch import nn
 
 from duetseg.methods.losses import class_argmax
 
-__all__ = ["PseudoLabelPrior", "soft_volume_shift"]
+__all__ = ["PseudoLabelPrior", "pseudo_label_counts", "soft_volume_shift"]
 
 _EPS = 1e-4
+
+
+def pseudo_label_counts(logits: list[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Voxels per class of the argmax of every tensor in ``logits``, summed."""
+    return sum(torch.bincount(class_argmax(lg).flatten(), minlength=num_classes)
+               for lg in logits)
 
 
 class PseudoLabelPrior(nn.Module):
@@ -86,8 +92,7 @@ class PseudoLabelPrior(nn.Module):
     @torch.no_grad()
     def update(self, shifted: list[torch.Tensor]) -> None:
         """Move the bias after a step whose pseudo-labels came from ``shifted`` logits."""
-        counts = sum(torch.bincount(class_argmax(lg).flatten(), minlength=self.bias.numel())
-                     for lg in shifted)
+        counts = pseudo_label_counts(shifted, self.bias.numel())
         batch = counts.to(self.fraction) / counts.sum().clamp_min(1)
         self.fraction.mul_(self.momentum).add_(batch, alpha=1.0 - self.momentum)
         error = (torch.log(self.target + _EPS) - torch.log(self.fraction + _EPS)).clamp(-1, 1)

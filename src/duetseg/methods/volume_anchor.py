@@ -26,8 +26,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from duetseg.methods.losses import class_argmax
-from duetseg.methods.prior_guard import PseudoLabelPrior, soft_volume_shift
+from duetseg.methods.prior_guard import (
+    PseudoLabelPrior,
+    pseudo_label_counts,
+    soft_volume_shift,
+)
 
 __all__ = ["VolumeAnchor"]
 
@@ -80,9 +83,7 @@ class VolumeAnchor(nn.Module):
                 self.guard.set_target(self.recorded.float())
             self.guard.update(pseudo)
         elif self.start <= iteration < self.stop:
-            counts = sum(torch.bincount(class_argmax(lg).flatten(),
-                                        minlength=self.recorded.numel()) for lg in pseudo)
-            self.recorded.add_(counts.to(self.recorded))
+            self.recorded.add_(pseudo_label_counts(pseudo, self.recorded.numel()).to(self.recorded))
 
     @property
     def target(self) -> torch.Tensor:
