@@ -139,15 +139,16 @@ def launched(tmp_path_factory, synthetic_cache):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
            "2", __file__, str(cache.root), str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    if proc.returncode != 0 and _native_abort(proc.stderr):
-        # a rank sometimes dies in native code (about 2 launches in 17 seen, none in 28
-        # later; cause not found), not in anything these tests assert: warn, launch again
-        warnings.warn("two-rank launch aborted in native code; launched again:\n"
+    for attempt in range(3):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        if proc.returncode == 0 or not _native_abort(proc.stderr):
+            break
+        # a rank sometimes dies in native code right after a run (3 launches of about 50
+        # seen, cause not found), not in anything these tests assert: warn, launch again
+        warnings.warn(f"two-rank launch {attempt + 1} aborted in native code:\n"
                       + proc.stderr[-2000:], stacklevel=1)
         for path in out.iterdir():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     records = [json.loads((out / f"record_rank{r}.json").read_text()) for r in range(2)]
     return out, records, proc.stdout
