@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["REPO", "SHARED_DATA", "machine", "append_benchmark", "require_shared_data"]
+__all__ = ["REPO", "SHARED_DATA", "machine", "append_benchmark", "require_shared_data",
+           "predicted_tumour"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -44,3 +45,18 @@ def append_benchmark(title: str, command: str, table: str, notes: str = "") -> N
     with path.open("a") as fh:
         fh.write(section)
     print(section)
+
+
+def predicted_tumour(run, case: str):
+    """``(image, predicted, true)`` of a cached case: the primary output's tumour (argmax > 0)
+    as ``duetseg evaluate`` predicts it (the run's inference settings, no flip TTA).
+
+    Args:
+        run: a :class:`duetseg.run.trained.TrainedRun`.
+        case: a case of its cache.
+    """
+    from duetseg.run.trained import predict_probabilities
+
+    image = run.cache.load_image(case, mmap=False)
+    probs = predict_probabilities(run, image, tta_flip=False)[run.method.primary_output]
+    return image, probs.argmax(0) > 0, run.cache.load_label(case, mmap=False) > 0

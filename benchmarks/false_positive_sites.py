@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import append_benchmark
+from common import append_benchmark, predicted_tumour
 from scipy import ndimage
 
-from duetseg.run.trained import load_trained_run, predict_probabilities
+from duetseg.run.trained import load_trained_run
 
 __all__ = ["false_positive_sites"]
 
@@ -54,10 +54,7 @@ def run_rows(run_dir: Path, rim: float) -> list[str]:
     names = run.cache.modalities
     rows = []
     for case in json.loads((run_dir / "splits.json").read_text())["test"]:
-        image = run.cache.load_image(case, mmap=False)
-        truth = run.cache.load_label(case, mmap=False) > 0
-        probs = predict_probabilities(run, image, tta_flip=False)[run.method.primary_output]
-        pred = probs.argmax(0) > 0
+        image, pred, truth = predicted_tumour(run, case)
         sites = false_positive_sites(pred, truth, rim)
         brain = np.any(image != 0, axis=0)
         means = " / ".join(f"{m} {_mean(image[i][sites['remote']])}, {_mean(image[i][truth])}, "

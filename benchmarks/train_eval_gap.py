@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import append_benchmark
+from common import append_benchmark, predicted_tumour
 
 from duetseg.data.sampling import TwoStreamBatches
-from duetseg.run.trained import TrainedRun, load_trained_run, predict_probabilities
+from duetseg.run.trained import TrainedRun, load_trained_run
 
 __all__ = ["STATES", "case_scores", "reestimate_norm_statistics"]
 
@@ -74,9 +74,8 @@ def reestimate_norm_statistics(module: torch.nn.Module, forward, batches) -> int
 def _score_cases(run: TrainedRun, cases: list[str]) -> np.ndarray:
     rows = []
     for case in cases:
-        probs = predict_probabilities(run, run.cache.load_image(case, mmap=False), tta_flip=False)
-        pred = probs[run.method.primary_output].argmax(0) > 0
-        rows.append(case_scores(pred, run.cache.load_label(case, mmap=False) > 0))
+        _, pred, truth = predicted_tumour(run, case)
+        rows.append(case_scores(pred, truth))
     return np.array(rows)
 
 
