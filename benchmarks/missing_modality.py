@@ -6,10 +6,12 @@ treats a case lacking it (:func:`duetseg.workflows.missing.present_outputs`: the
 branch's output is dropped and the ensemble is the mean of the present branches). Runs
 trained on one modality only (``mt_t1ce``, ``mt_t2``: Mean Teacher on that modality's cache)
 are predicted on their own input. Dice % of the primary output in each run's cache
-geometry (2 mm), pooled over the folds given.
+geometry (2 mm), pooled over the folds and seeds given; paired rows pair a case of one
+seed with the same case of the same seed.
 
 Usage: python benchmarks/missing_modality.py --cv 3 --labeled 2 --iterations 1000
-       --variants ours_cpssoft ours_md mt_t1ce mt_t2 [--folds 0 1 2] [--norm zscore_nonzero]
+       --variants ours_cpssoft ours_md mt_t1ce mt_t2 [--folds 0 1 2] [--seeds 0 1 2]
+       [--norm zscore_nonzero]
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import numpy as np
 import torch
 from common import append_benchmark
-from cv_protocol import NORM_SCHEMES, cv_root, norm_tag
+from cv_protocol import NORM_SCHEMES, cv_root, cv_run_dir, norm_tag
 
 from duetseg.evaluation.metrics import dice
 from duetseg.output_spec import branch_modalities
@@ -29,8 +31,9 @@ from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import present_outputs
 
 
-def run_dice(run_dir) -> dict[str, dict[str, float]]:
-    """Inputs ("t1ce+t2", "t1ce", ...) -> case -> Dice % of ``run_dir`` on its test cases."""
+def run_dice(run_dir, key: str = "") -> dict[str, dict[str, float]]:
+    """Inputs ("t1ce+t2", "t1ce", ...) -> ``key`` + case -> Dice % of ``run_dir`` on its test
+    cases (``key`` tells the seeds' cases apart)."""
     run = load_trained_run(run_dir, "last", "cpu")
     modalities = list(run.cache.modalities)
     subsets = [modalities] + ([[m] for m in modalities] if len(modalities) > 1 else [])
@@ -48,11 +51,11 @@ def run_dice(run_dir) -> dict[str, dict[str, float]]:
                 probs = present_outputs(predict_probabilities(run, x), modalities, present,
                                         branches)
             pred = probs[run.method.primary_output][1:].sum(0) > 0.5
-            out.setdefault("+".join(present), {})[case] = dice(pred, label)
+            out.setdefault("+".join(present), {})[key + case] = dice(pred, label)
     return out
 
 
-Pooled = dict[str, dict[str, dict[str, float]]]  # variant -> inputs -> case -> Dice %
+Pooled = dict[str, dict[str, dict[str, float]]]  # variant -> inputs -> seed:case -> Dice %
 
 
 def paired_rows(pooled: Pooled) -> list[str]:
@@ -87,22 +90,24 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--variants", nargs="+", required=True)
     parser.add_argument("--folds", nargs="+", type=int, default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="seeds of the runs (real_brats.py --seeds); 0 alone by default")
     parser.add_argument("--norm", default=None, choices=NORM_SCHEMES,
                         help="the protocol's intensity normalisation (as real_brats.py --norm)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     folds = args.folds if args.folds is not None else list(range(args.cv))
     root = cv_root(args.cv, args.labeled, args.iterations, norm_tag("", args.norm))
-    lines = ["| variant | folds done | inputs | mean Dice % | n cases |", "|---|---|---|---|---|"]
+    lines = ["| variant | runs done | inputs | mean Dice % | n cases |", "|---|---|---|---|---|"]
     pooled: Pooled = {}
     for variant in args.variants:
-        runs = [root / f"{variant}_f{k}" for k in folds]
-        done = [r for r in runs if (r / "checkpoints" / "last.pt").is_file()]
+        runs = {(s, k): cv_run_dir(root, variant, k, s) for s in args.seeds for k in folds}
+        done = {sk: r for sk, r in runs.items() if (r / "checkpoints" / "last.pt").is_file()}
         if len(done) < len(runs):
-            print(f"{variant}: {len(runs) - len(done)} fold(s) without weights here; "
+            print(f"{variant}: {len(runs) - len(done)} run(s) (seed, fold) without weights here; "
                   "real_brats.py --cv ... --need-weights trains them", flush=True)
-        for run_dir in done:
-            for inputs, values in run_dice(run_dir).items():
+        for (seed, _), run_dir in done.items():
+            for inputs, values in run_dice(run_dir, f"s{seed}:").items():
                 pooled.setdefault(variant, {}).setdefault(inputs, {}).update(values)
         for inputs, values in pooled.get(variant, {}).items():
             lines.append(f"| {variant} | {len(done)}/{len(runs)} | {inputs} | "
@@ -116,7 +121,8 @@ def main() -> None:
         f"A modality missing at prediction, {args.cv}-fold CV, {args.labeled} labelled",
         "python benchmarks/missing_modality.py " + " ".join(
             [f"--cv {args.cv}", f"--labeled {args.labeled}", f"--iterations {args.iterations}",
-             "--variants", *args.variants, "--folds", *map(str, folds)]
+             "--variants", *args.variants, "--folds", *map(str, folds),
+             "--seeds", *map(str, args.seeds)]
             + (["--norm", args.norm] if args.norm else [])),
         table, notes="Absent inputs zero-filled as `duetseg predict` does; the absent "
                      "branch's output dropped; Dice in the 2 mm cache geometry. Paired rows: "

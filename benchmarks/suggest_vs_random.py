@@ -9,8 +9,8 @@ For each fold of the cross-validated protocol (``cv_protocol.py``), from the fin
   ``--draws`` times.
 
 Same fold, test cases, iterations and seed as the base run; only the labelled set differs.
-The summary pools per-case Dice over folds: the suggested arm, each random draw, the mean
-of the draws, and the paired difference (suggested minus the mean of the draws, per case)
+The summary pools per-case Dice over folds: the base run, the suggested arm, each random
+draw, and the paired difference (suggested minus the mean of the draws, per case)
 with a bootstrap 95 % CI. Runs live in ``<protocol>/suggest/``; finished ones are skipped,
 interrupted ones resume.
 
@@ -116,6 +116,9 @@ def summarize(args, folds: list[int]) -> None:
         plan_file = plan_path(args, fold)
         if not plan_file.is_file():
             continue
+        base = finished_run(out.parent / f"{args.variant}_f{fold}")
+        if base is not None:  # the run the arms start from: what 2 more labels add
+            per_arm.setdefault(f"base ({args.labeled} labelled)", {}).update(_case_dice(base))
         for arm in json.loads(plan_file.read_text()):
             run_dir = finished_run(out / f"{args.variant}_f{fold}_{arm}")
             if run_dir is not None:
