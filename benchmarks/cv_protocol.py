@@ -79,6 +79,8 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "bcp": ("bcp", [], "minmax"),
     # a modality missing at prediction (issue 11): modality dropout, single-modality nets
     "ours_md": ("ours", SOFT + MD, "minmax"),
+    # ... and the crops that lost an input learn the full-input prediction
+    "ours_mdkd": ("ours", SOFT + MD + ["method.options.missing_distill=true"], "minmax"),
     "mt_t1ce": ("mean_teacher", [], "t1ce_only"),
     "mt_t2": ("mean_teacher", [], "t2_only"),
     # what each branch sees

@@ -283,16 +283,17 @@ def runs(cache, tmp_path_factory):
 def test_training_with_dropout_passes_masks_and_resumes_exactly(cache, tmp_path, monkeypatch):
     import duetseg.training.trainer as trainer_mod
 
-    seen = []
+    seen, fulls = [], []
     real_build = trainer_mod.build_method
 
     def recording_build(ctx):
         method = real_build(ctx)
         real_set = method.set_present
 
-        def set_present(present):
+        def set_present(present, full_image=None):
             seen.append(None if present is None else present.clone())
-            real_set(present)
+            fulls.append(full_image)
+            real_set(present, full_image)
 
         method.set_present = set_present
         return method
@@ -304,6 +305,10 @@ def test_training_with_dropout_passes_masks_and_resumes_exactly(cache, tmp_path,
     monkeypatch.setattr(trainer_mod, "build_method", real_build)
     assert len(seen) == 4 and all(m is not None and m.shape == (4, 2) for m in seen)
     assert any(not bool(m.all()) for m in seen)
+    # the batch before dropout comes along (ours' missing_distill): the zeroed inputs only
+    # differ from it
+    assert all(f is not None and f.shape == (4, 2, 16, 16, 16) for f in fulls)
+    assert any(bool((f[~m] != 0).any()) for f, m in zip(fulls, seen))
     cfg = _cfg(cache, **over)
     part = tmp_path / "part"
     train(cfg, part, progress=False, stop_at=2)

@@ -196,6 +196,7 @@ class TwoStreamBatches(Dataset):
             ``{"image": float32 (B, C, X, Y, Z), "label": int64 (labeled_bs, X, Y, Z),
             "cases": [B case IDs], "present": bool (B, C)}``; ``present[b, m]`` is False
             where modality dropout zeroed channel ``m`` of crop ``b`` (all True when off).
+            With modality dropout on, ``"image_full"`` holds the crops before it.
         """
         iteration = int(iteration)
         if iteration < 0:
@@ -228,10 +229,14 @@ class TwoStreamBatches(Dataset):
             raise InputError(f"cases in one batch have different channel counts {channels}: "
                              f"{cases}")
         image = np.stack(images)
+        full = image.copy() if self.modality_dropout > 0 else None
         present = self._drop_modalities(image, iteration, [g for _, g in slots])
-        return {"image": torch.from_numpy(image),
-                "label": torch.from_numpy(np.stack(labels).astype(np.int64)),
-                "cases": cases, "present": torch.from_numpy(present)}
+        batch = {"image": torch.from_numpy(image),
+                 "label": torch.from_numpy(np.stack(labels).astype(np.int64)),
+                 "cases": cases, "present": torch.from_numpy(present)}
+        if full is not None:
+            batch["image_full"] = torch.from_numpy(full)
+        return batch
 
     def label_fractions(self, num_classes: int, crops_per_case: int = 32) -> np.ndarray:
         """Class fractions of the labelled cases' labels in uniformly placed crops.

@@ -8,6 +8,8 @@ Modality dropout (``train.modality_dropout``): before each step the trainer call
 Every method receives the zeroed channels; a method that can use the mask (``ours`` and
 ``supervised`` with DuetNet skip an absent branch's losses) reads it with
 :meth:`Method.present_mask`; the others ignore it and simply learn from the zeroed input.
+The batch before dropout comes with the mask (:meth:`Method.full_input`, e.g. for
+``ours``'s ``missing_distill``).
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class Method(nn.Module, ABC):
         self.primary_output = "prediction"
         self.needs_label_prior = False
         self._present: torch.Tensor | None = None
+        self._full_image: torch.Tensor | None = None
 
     @property
     def num_modalities(self) -> int:
@@ -126,7 +129,8 @@ class Method(nn.Module, ABC):
         losses["unsup_weight"] = torch.tensor(weight)
         return total + weight * unsup
 
-    def set_present(self, present: torch.Tensor | None) -> None:
+    def set_present(self, present: torch.Tensor | None,
+                    full_image: torch.Tensor | None = None) -> None:
         """Which inputs of the next batches are present (modality dropout).
 
         Applies to every following :meth:`training_losses` call until changed.
@@ -135,12 +139,24 @@ class Method(nn.Module, ABC):
             present: bool (B, K) mask, True where crop b's modality m was not zeroed; None
                 or all True = every input present (stored as None, so a batch without
                 dropout takes exactly the code path it always took).
+            full_image: the batch before dropout (kept only while an input is absent).
         """
         if present is not None:
             present = torch.as_tensor(present, dtype=torch.bool)
             if bool(present.all()):
                 present = None
         self._present = present
+        self._full_image = None if present is None else full_image
+
+    def full_input(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The batch before dropout on ``like``'s device and memory format, or None when
+        no input is absent or the trainer gave none."""
+        if self._full_image is None:
+            return None
+        fmt = (torch.channels_last_3d if like.dim() == 5 and not like.is_contiguous()
+               and like.is_contiguous(memory_format=torch.channels_last_3d)
+               else torch.contiguous_format)
+        return self._full_image.to(like.device, like.dtype).contiguous(memory_format=fmt)
 
     def present_mask(self) -> torch.Tensor | None:
         """The bool (B, K) mask given to :meth:`set_present`, or None if all present."""

@@ -46,7 +46,9 @@ no supervised loss on that crop (batch Dice over the crops where it is present) 
 no part in that crop's consistency term, which only compares the present branches and is
 zero when fewer than two are (:func:`masked_branch_supervised`,
 :func:`masked_branch_consistency`). The zeroed branch still runs and its features still
-enter the MMF gates (see :mod:`duetseg.models.duetnet`).
+enter the MMF gates (see :mod:`duetseg.models.duetnet`). With ``missing_distill`` an
+unlabelled crop that lost an input teaches its present branches the prediction on the same
+crop with every input (:mod:`duetseg.methods.missing_distill`).
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ from duetseg.methods.losses import (
     confident_teacher_mse,
     cross_branch_mse,
     foreground_fraction,
+    graph_zero,
     masked_branch_consistency,
 )
+from duetseg.methods.missing_distill import full_input_distillation
 from duetseg.methods.mixing import cuboid_mask, cutmix_with_neighbour
 from duetseg.methods.ours_options import OursOptions
 from duetseg.methods.perturb import random_intensity
@@ -219,6 +223,8 @@ class Ours(DualBranchMethod):
             else:
                 unsup = masked_branch_consistency(self.consistency, unlabelled, present_u,
                                                   teacher)
+                if self.options.missing_distill:
+                    unsup = unsup + self.missing_distillation(image, unlabelled, present_u)
             total = self.add_unsupervised(losses, total, unsup, iteration)
             losses["pseudo_fg"] = foreground_fraction(unlabelled if teacher is None else teacher)
             if self.prior is not None:
@@ -229,6 +235,19 @@ class Ours(DualBranchMethod):
                 losses["prior_bias"] = self.anchor.guard.bias[1:].mean()
         losses["loss"] = total
         return losses
+
+    def missing_distillation(self, image: torch.Tensor, unlabelled: list[torch.Tensor],
+                             present_u: torch.Tensor) -> torch.Tensor:
+        """The ``missing_distill`` term: the unlabelled crops that lost an input learn the
+        full-input prediction (:mod:`duetseg.methods.missing_distill`); zero when the trainer
+        gave no batch before dropout."""
+        full = self.full_input(image)
+        if full is None or bool(present_u.all()):
+            return graph_zero(unlabelled)
+        teacher = self.clean_predictions(full, image.shape[0] - unlabelled[0].shape[0])
+        if self.options.pseudo_prior == "soft":
+            teacher = soft_volume_shift(teacher)
+        return full_input_distillation(unlabelled, teacher, present_u, self.sup_loss)
 
     def copy_paste_step(self, image: torch.Tensor, label: torch.Tensor,
                         present: torch.Tensor | None, iteration: int

@@ -62,6 +62,11 @@ class OursOptions(StrictModel):
     copy_paste: bool = False
     # cuboid side / crop side per axis (BCP's 2/3)
     copy_paste_ratio: float = Field(default=2.0 / 3.0, gt=0.0, le=1.0)
+    # True (with train.modality_dropout): in an unlabelled crop that lost an input, the
+    # present branches learn the pseudo-label of the same crop with every input (one extra
+    # forward pass without gradient, :mod:`duetseg.methods.missing_distill`); off, such a
+    # crop with one branch left gets no unsupervised term at all
+    missing_distill: bool = False
 
     @field_validator("pseudo_prior", mode="before")
     @classmethod
@@ -82,6 +87,15 @@ class OursOptions(StrictModel):
                                 or not self.cross_branch_grad):
             raise ValueError("copy_paste needs consistency: cross_pseudo, cutmix: false "
                              "and cross_branch_grad: true")
+        return self
+
+    @model_validator(mode="after")
+    def _distill_on_unmixed_crops(self):
+        if self.missing_distill and (self.cutmix or self.copy_paste
+                                     or self.pseudo_prior not in ("soft", "off")):
+            raise ValueError("missing_distill needs cutmix: false, copy_paste: false and "
+                             "pseudo_prior soft or off (its targets are the unmixed crops' "
+                             "predictions)")
         return self
 
     @model_validator(mode="after")

@@ -184,7 +184,8 @@ def _step(s: _Session, step: _Step, batch: dict, iteration: int) -> tuple[dict[s
         torch.manual_seed(step_seed(tc.seed, s.ctx.rank, iteration))
     image = to_memory_format(batch["image"].to(s.device, non_blocking=True), s.channels_last)
     label = batch["label"].to(s.device, non_blocking=True)
-    s.method.set_present(batch.get("present"))  # None / all True: nothing dropped
+    # None / all True: nothing dropped; the batch before dropout stays on the host
+    s.method.set_present(batch.get("present"), batch.get("image_full"))
     with autocast_context(s.device, tc.amp), _explain_batchnorm_error(s.cfg):
         losses = step(image, label, iteration)
     if any_rank(s.ctx, not bool(torch.isfinite(losses["loss"]))):
