@@ -14,8 +14,14 @@ draw, and the paired difference (suggested minus the mean of the draws, per case
 with a bootstrap 95 % CI. Runs live in ``<protocol>/suggest/``; finished ones are skipped,
 interrupted ones resume.
 
+``--signal`` trains nothing: it checks the ranking itself. Each base run's unlabelled
+training cases (their labels are known here) get their ``suggest`` scores and the true Dice of
+the run's prediction; a useful disagreement ranks the poorly segmented cases first, i.e. has a
+negative Spearman correlation with Dice (per fold and pooled over folds of ranks within fold).
+
 Usage: python benchmarks/suggest_vs_random.py --variant ours_cpssoft --cv 3 --labeled 2
-       --iterations 1000 [--folds 0 1 2] [--draws 3] [--norm zscore_nonzero] [--summarize]
+       --iterations 1000 [--folds 0 1 2] [--draws 3] [--norm zscore_nonzero]
+       [--summarize | --signal]
 """
 
 from __future__ import annotations
@@ -37,10 +43,13 @@ from cv_protocol import (
     train_fold_run,
 )
 from run_archive import archive_path, finished_run
+from scipy.stats import spearmanr
 
 from duetseg.atomic import save_json, save_text
 from duetseg.data.splits import load_splits
+from duetseg.evaluation.metrics import dice
 from duetseg.run.layout import RunDir
+from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.suggest import suggest_cases
 
 TOP = 2
@@ -149,6 +158,55 @@ def summarize(args, folds: list[int]) -> None:
                      "the folds run; the difference is paired per case.")
 
 
+def signal_rows(base: Path) -> list[dict]:
+    """``suggest``'s rows for ``base`` with the true Dice % of each case's primary output."""
+    rows = suggest_cases(base, "last", "cpu", progress=False)
+    run = load_trained_run(base, "last", "cpu")
+    for row in rows:
+        probs = predict_probabilities(run, run.cache.load_image(row["case"]))
+        pred = probs[run.method.primary_output].argmax(0) > 0
+        row["dice"] = dice(pred, run.cache.load_label(row["case"]) > 0)
+    return rows
+
+
+def signal(args, folds: list[int]) -> None:
+    """Spearman correlation of the ranking scores with the true Dice (no training)."""
+    lines = ["| fold | case | rank | disagreement | entropy | Dice % |",
+             "|---|---|---|---|---|---|"]
+    pooled: dict[str, list[float]] = {"disagreement": [], "entropy": [], "dice": []}
+    rhos = []
+    for fold in folds:
+        base = suggest_dir(args).parent / f"{args.variant}_f{fold}"
+        if not (base / "checkpoints" / "last.pt").is_file():
+            print(f"fold {fold}: {base} has no weights here; skipped", flush=True)
+            continue
+        rows = signal_rows(base)
+        for row in rows:
+            lines.append(f"| {fold} | {row['case']} | {row['rank']} | {row['disagreement']:.3f} "
+                         f"| {row['entropy']:.3f} | {row['dice']:.1f} |")
+        rho = spearmanr([r["disagreement"] for r in rows], [r["dice"] for r in rows])[0]
+        rhos.append(f"fold {fold}: {rho:+.2f} ({len(rows)} cases)")
+        for key in pooled:  # ranks within the fold, so folds of other difficulty pool
+            pooled[key] += list(np.argsort(np.argsort([r[key] for r in rows])) / len(rows))
+    rho_d = spearmanr(pooled["disagreement"], pooled["dice"])
+    rho_e = spearmanr(pooled["entropy"], pooled["dice"])
+    table = "\n".join(lines + [
+        "", f"Spearman(disagreement, Dice) per fold: {'; '.join(rhos)}",
+        f"pooled (within-fold ranks, {len(pooled['dice'])} cases): disagreement "
+        f"{rho_d[0]:+.2f} (p {rho_d[1]:.2g}), entropy {rho_e[0]:+.2f} (p {rho_e[1]:.2g})"])
+    print(table)
+    append_benchmark(
+        f"Does suggest's ranking find the poorly segmented cases? {args.variant}, "
+        f"{args.cv}-fold CV, {args.labeled} labelled",
+        f"python benchmarks/suggest_vs_random.py --variant {args.variant} --cv {args.cv} "
+        f"--labeled {args.labeled} --iterations {args.iterations} "
+        f"--folds {' '.join(map(str, folds))} --signal"
+        + (f" --norm {args.norm}" if args.norm else ""),
+        table, notes="Each base run's unlabelled training cases, predicted in the 2 mm cache "
+                     "geometry; Dice of the primary output against the (here known) label. "
+                     "A useful ranking correlates negatively with Dice.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--variant", default="ours_cpssoft")
@@ -158,6 +216,8 @@ def main() -> None:
     parser.add_argument("--folds", nargs="+", type=int, default=None)
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--summarize", action="store_true")
+    parser.add_argument("--signal", action="store_true",
+                        help="no training: correlate each base run's ranking with the true Dice")
     parser.add_argument("--plan-only", action="store_true",
                         help="rank and save every fold's arms while the base runs' weights "
                              "are here; train nothing")
@@ -167,6 +227,9 @@ def main() -> None:
     folds = args.folds if args.folds is not None else list(range(args.cv))
     if args.summarize:
         summarize(args, folds)
+        return
+    if args.signal:
+        signal(args, folds)
         return
     for fold in folds:
         if args.plan_only:
