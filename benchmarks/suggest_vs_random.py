@@ -20,8 +20,8 @@ the run's prediction; a useful disagreement ranks the poorly segmented cases fir
 negative Spearman correlation with Dice (per fold and pooled over folds of ranks within fold).
 
 Usage: python benchmarks/suggest_vs_random.py --variant ours_cpssoft --cv 3 --labeled 2
-       --iterations 1000 [--folds 0 1 2] [--draws 3] [--norm zscore_nonzero]
-       [--summarize | --signal]
+       --iterations 1000 [--folds 0 1 2] [--arms suggested random0] [--draws 3]
+       [--norm zscore_nonzero] [--summarize | --signal]
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def run_fold(args, fold: int) -> None:
     labelled = load_splits(RunDir(finished_base).splits_file)["labeled"]
     cache = prepare_cache(cache_key(VARIANTS[args.variant][2], args.norm))
     for arm, added in plan.items():
+        if args.arms and arm not in args.arms:
+            continue
         listing = out / f"{args.variant}_f{fold}_{arm}.txt"
         save_text("\n".join(labelled + added) + "\n", listing)
         train_fold_run(args.variant, out / f"{args.variant}_f{fold}_{arm}", cache, args.cv,
@@ -215,6 +217,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--folds", nargs="+", type=int, default=None)
     parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--arms", nargs="+", default=None,
+                        help="train only these arms (e.g. suggested random0), so that two "
+                             "processes can share one fold; default every arm")
     parser.add_argument("--summarize", action="store_true")
     parser.add_argument("--signal", action="store_true",
                         help="no training: correlate each base run's ranking with the true Dice")
