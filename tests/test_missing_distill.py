@@ -109,3 +109,14 @@ def test_missing_distill_refuses_mixed_crops_and_labelled_priors(options):
     with pytest.raises(ConfigError, match="missing_distill needs"):
         _ours(missing_distill=True, **options)
     assert _ours(missing_distill=True, pseudo_prior="off").options.missing_distill
+
+
+def test_full_input_follows_the_batch_device_dtype_and_memory_format():
+    method = _ours(missing_distill=True)
+    full = torch.rand(2, 2, 4, 4, 4)
+    method.set_present(torch.tensor([[1, 0], [1, 1]], dtype=torch.bool), full)
+    like = torch.zeros(2, 2, 4, 4, 4).contiguous(memory_format=torch.channels_last_3d)
+    out = method.full_input(like)
+    assert torch.equal(out, full) and out.is_contiguous(memory_format=torch.channels_last_3d)
+    assert method.full_input(torch.zeros(2, 2, 4, 4, 4)).is_contiguous()
+    assert method.full_input(like.double()).dtype == torch.float64
