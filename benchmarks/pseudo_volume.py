@@ -40,7 +40,7 @@ from duetseg.run.config import load_run_config
 from duetseg.run.layout import RunDir
 from duetseg.run.trained import load_trained_run
 
-__all__ = ["crop_volumes", "volume_ratios", "trace_means"]
+__all__ = ["crop_predictions", "crop_volumes", "volume_ratios", "trace_means"]
 
 
 def crop_volumes(probs: dict[str, np.ndarray], label: np.ndarray) -> dict[str, np.ndarray]:
@@ -65,28 +65,39 @@ def volume_ratios(totals: np.ndarray) -> tuple[float, float, float]:
     return totals[1] / true, totals[2] / true, totals[3] / true
 
 
-def run_totals(run_dir: Path, n_crops: int, seed: int = 0) -> dict[tuple[str, str], np.ndarray]:
-    """(split, output) -> summed crop volumes, split being ``unlabeled`` or ``test``."""
-    run = load_trained_run(run_dir, "last", "cpu")
+def crop_predictions(run, run_dir: Path, n_crops: int, seed: int = 0,
+                     splits: tuple[str, ...] = ("unlabeled", "test")):
+    """Yield ``(split, case, box, probs)`` for ``n_crops`` uniformly placed training-size
+    crops of each case of ``splits``, ``probs`` being output -> (C, X, Y, Z) softmax of the
+    crop through ``run``'s network on its own (seeded by ``seed``)."""
     size = tuple(run.cfg.train.crop_size)
-    splits = json.loads((run_dir / "splits.json").read_text())
+    listed = json.loads((run_dir / "splits.json").read_text())
     rng = np.random.default_rng(seed)
-    totals: dict[tuple[str, str], np.ndarray] = {}
-    for split in ("unlabeled", "test"):
-        for case in splits[split]:
+    for split in splits:
+        for case in listed[split]:
             image = run.cache.load_image(case, mmap=False)
-            label = run.cache.load_label(case, mmap=False)
+            shape = image.shape[1:]
             for _ in range(n_crops):
-                corner = [int(rng.integers(0, max(n - s, 0) + 1))
-                          for n, s in zip(label.shape, size)]
+                corner = [int(rng.integers(0, max(n - s, 0) + 1)) for n, s in zip(shape, size)]
                 box = tuple(slice(c, c + s) for c, s in zip(corner, size))
                 x = torch.from_numpy(np.ascontiguousarray(image[(slice(None), *box)]))[None]
                 with torch.no_grad():
                     probs = {k: v[0].numpy() for k, v in
                              run.method.output_probabilities(x.to(run.device)).items()}
-                for name, vols in crop_volumes(probs, label[box]).items():
-                    key = (split, name)
-                    totals[key] = totals.get(key, 0.0) + vols
+                yield split, case, box, probs
+
+
+def run_totals(run_dir: Path, n_crops: int, seed: int = 0) -> dict[tuple[str, str], np.ndarray]:
+    """(split, output) -> summed crop volumes, split being ``unlabeled`` or ``test``."""
+    run = load_trained_run(run_dir, "last", "cpu")
+    totals: dict[tuple[str, str], np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for split, case, box, probs in crop_predictions(run, run_dir, n_crops, seed):
+        if case not in labels:
+            labels = {case: run.cache.load_label(case, mmap=False)}
+        for name, vols in crop_volumes(probs, labels[case][box]).items():
+            key = (split, name)
+            totals[key] = totals.get(key, 0.0) + vols
     return totals
 
 
