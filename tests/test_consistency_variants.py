@@ -279,7 +279,8 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
                                        "mcml": True, "cross_branch_grad": True,
                                        "cutmix": False, "cutmix_ratio": 0.8,
                                        "intensity_view": False, "copy_paste": False,
-                                       "copy_paste_ratio": 2.0 / 3.0}
+                                       "copy_paste_ratio": 2.0 / 3.0,
+                                       "missing_distill": False}
     assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
     paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
     assert _identity(paper) != _identity(cfg)
