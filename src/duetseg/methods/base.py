@@ -27,6 +27,7 @@ from torch import nn
 from duetseg.config import MethodConfig, ModelConfig, StrictModel
 from duetseg.errors import ConfigError
 from duetseg.output_spec import OutputSpec
+from duetseg.precision import to_memory_format
 
 __all__ = ["MethodContext", "Method", "OutputSpec", "sigmoid_rampup"]
 
@@ -153,10 +154,9 @@ class Method(nn.Module, ABC):
         no input is absent or the trainer gave none."""
         if self._full_image is None:
             return None
-        fmt = (torch.channels_last_3d if like.dim() == 5 and not like.is_contiguous()
-               and like.is_contiguous(memory_format=torch.channels_last_3d)
-               else torch.contiguous_format)
-        return self._full_image.to(like.device, like.dtype).contiguous(memory_format=fmt)
+        channels_last = (not like.is_contiguous()
+                         and like.is_contiguous(memory_format=torch.channels_last_3d))
+        return to_memory_format(self._full_image.to(like.device, like.dtype), channels_last)
 
     def present_mask(self) -> torch.Tensor | None:
         """The bool (B, K) mask given to :meth:`set_present`, or None if all present."""

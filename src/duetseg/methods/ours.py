@@ -224,7 +224,7 @@ class Ours(DualBranchMethod):
                 unsup = masked_branch_consistency(self.consistency, unlabelled, present_u,
                                                   teacher)
                 if self.options.missing_distill:
-                    unsup = unsup + self.missing_distillation(image, unlabelled, present_u)
+                    unsup = unsup + self.missing_distillation(image, n, unlabelled, present_u)
             total = self.add_unsupervised(losses, total, unsup, iteration)
             losses["pseudo_fg"] = foreground_fraction(unlabelled if teacher is None else teacher)
             if self.prior is not None:
@@ -236,15 +236,16 @@ class Ours(DualBranchMethod):
         losses["loss"] = total
         return losses
 
-    def missing_distillation(self, image: torch.Tensor, unlabelled: list[torch.Tensor],
-                             present_u: torch.Tensor) -> torch.Tensor:
+    def missing_distillation(self, image: torch.Tensor, n: int,
+                             unlabelled: list[torch.Tensor], present_u: torch.Tensor
+                             ) -> torch.Tensor:
         """The ``missing_distill`` term: the unlabelled crops that lost an input learn the
         full-input prediction (:mod:`duetseg.methods.missing_distill`); zero when the trainer
         gave no batch before dropout."""
         full = self.full_input(image)
         if full is None or bool(present_u.all()):
             return graph_zero(unlabelled)
-        teacher = self.clean_predictions(full, image.shape[0] - unlabelled[0].shape[0])
+        teacher = self.clean_predictions(full, n)
         if self.options.pseudo_prior == "soft":
             teacher = soft_volume_shift(teacher)
         return full_input_distillation(unlabelled, teacher, present_u, self.sup_loss)
