@@ -9,6 +9,10 @@ are predicted on their own input. Dice % of the primary output in each run's cac
 geometry (2 mm), pooled over the folds and seeds given; paired rows pair a case of one
 seed with the same case of the same seed.
 
+Each run's per-case Dice is kept beside its archived results
+(``benchmarks/results/.../<run>/eval/missing_inputs.json``, committed), so the table can be
+pooled again in a checkout without the weights; a run with weights is always predicted again.
+
 Usage: python benchmarks/missing_modality.py --cv 3 --labeled 2 --iterations 1000
        --variants ours_cpssoft ours_md mt_t1ce mt_t2 [--folds 0 1 2] [--seeds 0 1 2]
        [--norm zscore_nonzero]
@@ -23,7 +27,9 @@ import numpy as np
 import torch
 from common import append_benchmark
 from cv_protocol import NORM_SCHEMES, cv_root, cv_run_dir, norm_tag
+from run_archive import archive_path
 
+from duetseg.atomic import save_json
 from duetseg.evaluation.metrics import dice
 from duetseg.output_spec import branch_modalities
 from duetseg.reporting.bootstrap import bootstrap_mean_ci
@@ -31,9 +37,8 @@ from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import present_outputs
 
 
-def run_dice(run_dir, key: str = "") -> dict[str, dict[str, float]]:
-    """Inputs ("t1ce+t2", "t1ce", ...) -> ``key`` + case -> Dice % of ``run_dir`` on its test
-    cases (``key`` tells the seeds' cases apart)."""
+def run_dice(run_dir) -> dict[str, dict[str, float]]:
+    """Inputs ("t1ce+t2", "t1ce", ...) -> case -> Dice % of ``run_dir`` on its test cases."""
     run = load_trained_run(run_dir, "last", "cpu")
     modalities = list(run.cache.modalities)
     subsets = [modalities] + ([[m] for m in modalities] if len(modalities) > 1 else [])
@@ -51,8 +56,20 @@ def run_dice(run_dir, key: str = "") -> dict[str, dict[str, float]]:
                 probs = present_outputs(predict_probabilities(run, x), modalities, present,
                                         branches)
             pred = probs[run.method.primary_output][1:].sum(0) > 0.5
-            out.setdefault("+".join(present), {})[key + case] = dice(pred, label)
+            out.setdefault("+".join(present), {})[case] = float(dice(pred, label))
     return out
+
+
+def recorded_dice(run_dir) -> dict[str, dict[str, float]] | None:
+    """:func:`run_dice` of ``run_dir``: computed (and recorded) where its weights are here,
+    else read from the record an earlier computation kept in the archive, else ``None``."""
+    record = archive_path(run_dir) / "eval" / "missing_inputs.json"
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        values = run_dice(run_dir)
+        if record.parent.is_dir():  # only runs the archive holds (it drops stale records)
+            save_json(values, record)
+        return values
+    return json.loads(record.read_text()) if record.is_file() else None
 
 
 Pooled = dict[str, dict[str, dict[str, float]]]  # variant -> inputs -> seed:case -> Dice %
@@ -102,13 +119,14 @@ def main() -> None:
     pooled: Pooled = {}
     for variant in args.variants:
         runs = {(s, k): cv_run_dir(root, variant, k, s) for s in args.seeds for k in folds}
-        done = {sk: r for sk, r in runs.items() if (r / "checkpoints" / "last.pt").is_file()}
+        done = {sk: d for sk, r in runs.items() if (d := recorded_dice(r)) is not None}
         if len(done) < len(runs):
-            print(f"{variant}: {len(runs) - len(done)} run(s) (seed, fold) without weights here; "
-                  "real_brats.py --cv ... --need-weights trains them", flush=True)
-        for (seed, _), run_dir in done.items():
-            for inputs, values in run_dice(run_dir, f"s{seed}:").items():
-                pooled.setdefault(variant, {}).setdefault(inputs, {}).update(values)
+            print(f"{variant}: {len(runs) - len(done)} run(s) (seed, fold) without weights or "
+                  "record here; real_brats.py --cv ... --need-weights trains them", flush=True)
+        for (seed, _), per_inputs in done.items():
+            for inputs, values in per_inputs.items():
+                pooled.setdefault(variant, {}).setdefault(inputs, {}).update(
+                    {f"s{seed}:{case}": v for case, v in values.items()})
         for inputs, values in pooled.get(variant, {}).items():
             lines.append(f"| {variant} | {len(done)}/{len(runs)} | {inputs} | "
                          f"{np.mean(list(values.values())):.2f} | {len(values)} |")

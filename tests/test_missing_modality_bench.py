@@ -30,3 +30,19 @@ def test_paired_rows_compare_like_inputs(module):
         "-", "−")
     assert "| −1.00 [−2.00, +0.00] | 2 |" in cells[("ours_md − ours", both)].replace("-", "−")
     assert "| +20.00 [+20.00, +20.00] | 2 |" in cells[("ours_md − ours", t1)]
+
+
+def test_recorded_dice_keeps_and_rereads_per_case_values(module, tmp_path, monkeypatch):
+    run_dir, archived = tmp_path / "runs" / "ours_md_f0", tmp_path / "archive" / "ours_md_f0"
+    (archived / "eval").mkdir(parents=True)
+    monkeypatch.setattr(module, "archive_path", lambda r: archived)
+    computed = {"t1ce+t2": {"case_a": 71.5}, "t1ce": {"case_a": 30.25}}
+    monkeypatch.setattr(module, "run_dice", lambda r: computed)
+    assert module.recorded_dice(run_dir) is None  # no weights, no record
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
+    assert module.recorded_dice(run_dir) == computed
+    assert (archived / "eval" / "missing_inputs.json").is_file()
+    (run_dir / "checkpoints" / "last.pt").unlink()  # a fresh checkout: weights gone
+    monkeypatch.setattr(module, "run_dice", lambda r: pytest.fail("needs no weights"))
+    assert module.recorded_dice(run_dir) == computed
