@@ -16,5 +16,5 @@ while read -r labelled seed fold variant; do
   mkdir "$lockdir/L${labelled}_s${seed}_f${fold}_${variant}" 2>/dev/null || continue
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/real_brats.py --cv 3 --labeled "$labelled" \
     --iterations 1000 --methods "$variant" --folds "$fold" --seeds "$seed" \
-    --norm "$norm" --need-weights --threads 1
+    --norm "$norm" --need-weights --threads 1 < /dev/null
 done < "$queue"
