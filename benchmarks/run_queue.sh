@@ -8,7 +8,7 @@
 # here). Lines appended while the copies run are picked up.
 # Usage: bash benchmarks/run_queue.sh QUEUE [NORM]   (NORM default zscore_nonzero)
 set -u
-queue=$1
+queue=$(realpath "$1")  # before the cd below: a relative path stays the caller's
 norm=${2:-zscore_nonzero}
 lockdir="${queue}.claimed"
 mkdir -p "$lockdir"
