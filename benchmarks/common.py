@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 __all__ = ["REPO", "SHARED_DATA", "machine", "append_benchmark", "require_shared_data",
-           "predicted_tumour"]
+           "predicted_tumour", "record_result"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -60,3 +62,27 @@ def predicted_tumour(run, case: str):
     image = run.cache.load_image(case, mmap=False)
     probs = predict_probabilities(run, image, tta_flip=False)[run.method.primary_output]
     return image, probs.argmax(0) > 0, run.cache.load_label(case, mmap=False) > 0
+
+
+def record_result(question: str, name: str, data: dict) -> Path:
+    """Write one benchmark's raw result as ``benchmarks/results/<question>/<name>.json``.
+
+    The record carries the command line, the machine, the commit and the date beside
+    ``data``, so a results page can be rebuilt from the records alone. Written atomically.
+
+    Returns:
+        The record's path.
+    """
+    from duetseg.atomic import save_text
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), REPO)
+    record = {"command": "python " + " ".join([script, *sys.argv[1:]]),
+              "machine": machine(), "commit": commit,
+              "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              **data}
+    path = REPO / "benchmarks" / "results" / question / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_text(json.dumps(record, indent=1) + "\n", path)
+    return path

@@ -2,6 +2,7 @@
 
 import pytest
 
+from duetseg.config import load_config
 from duetseg.errors import ConfigError
 from duetseg.workflows.experiment import load_grid, plan_grid, run_grid
 
@@ -60,3 +61,18 @@ def test_plan_with_folds_names_variants_and_covers_every_fold(tmp_path):
     assert cfg.method.consistency_weight == 0
     plain = load_config("cpu_small", next(r for r in runs if r.name.startswith("ours_")).overrides)
     assert plain.name is None
+
+
+def test_a_variant_may_name_its_method(tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("cache: cache\nmethods: []\nlabeled: [2]\nvariants:\n"
+                         "  strong: [method.name=supervised, method.options.network=vnet]\n"
+                         "  w0: [method.consistency_weight=0]\n")
+    runs = plan_grid(load_grid(grid_file))
+    assert [r.name for r in runs] == ["supervised-strong_lab2_seed0", "ours-w0_lab2_seed0"]
+    strong = load_config("cpu_small", runs[0].overrides)
+    assert (strong.method.name, strong.name) == ("supervised", "supervised-strong")
+    assert load_config("cpu_small", runs[1].overrides).method.name == "ours"
+    (tmp_path / "empty.yaml").write_text("cache: cache\nmethods: []\n")
+    with pytest.raises(ConfigError, match="no methods and no variants"):
+        load_grid(tmp_path / "empty.yaml")

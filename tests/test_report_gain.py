@@ -296,3 +296,49 @@ def test_default_baseline_is_supervised(cv_runs, tmp_path):
     assert "Gain over supervised" in (out / "gain.md").read_text()
     make_report(cv_runs, out)  # a stale gain table of an earlier report is removed
     assert not (out / "gain.md").exists() and not (out / "gain.csv").exists()
+
+
+def test_run_level_gain_resamples_runs_not_cases(tmp_path):
+    """One collapsed baseline run makes a case-level gain that the runs do not carry."""
+    dirs = []
+    gains = {0: 0.0, 1: -1.0, 2: 0.5, 3: 40.0}  # run 3: the baseline collapsed
+    for seed, gain in gains.items():
+        for fold in (0, 1):
+            base = [60.0 + 5 * k + fold for k in range(4)]
+            ours = [v + gain + (1.0 if k % 2 else -1.0) for k, v in enumerate(base)]
+            dirs.append(write_run(tmp_path, f"o_s{seed}_f{fold}", "ours", fold, _dual(ours),
+                                  seed=seed))
+            dirs.append(write_run(tmp_path, f"w_s{seed}_f{fold}", "ours", fold, _dual(base),
+                                  name="ours_w0", weight=0.0, seed=seed))
+    prim = _result(gain_results(collect_runs(dirs), "ours_w0"), "ours", "primary")
+    run_diffs = np.repeat(list(gains.values()), 2)  # 8 runs, each its seed's gain
+    assert prim.n_runs == 8 and prim.gain_run == pytest.approx(run_diffs.mean())
+    assert (prim.runs_won, prim.runs_lost) == (4, 2)
+    lo, hi = bootstrap_mean_ci(run_diffs)
+    assert (prim.ci_run_low, prim.ci_run_high) == (pytest.approx(lo), pytest.approx(hi))
+    # the 32 pairs as independent cases: a narrower interval than the 8 runs give
+    assert prim.ci_run_high - prim.ci_run_low > prim.ci_high - prim.ci_low
+    table = build_gain_table(collect_runs(dirs), "ours_w0")
+    assert table.headers[3:8] == ["runs", "Gain per run (pp)", "95% CI, runs resampled (pp)",
+                                  "p (runs)", "runs W / L"]
+    assert table.rows[0][3:8] == ["8", f"{prim.gain_run:+.2f}",
+                                  f"[{lo:+.2f}, {hi:+.2f}]", f"{prim.p_run:.3g}", "4 / 2"]
+    assert table.records[0]["runs_won"] == 4
+
+
+def test_run_table_shows_each_run_and_the_collapsed_ones(tmp_path):
+    from duetseg.reporting.run_table import build_run_table
+
+    dirs = [write_run(tmp_path, f"o_f{f}", "ours", f, _dual(OURS[f])) for f in (0, 1)]
+    dirs += [write_run(tmp_path, f"w_f{f}", "ours", f, _dual([v - 45 for v in W0[f]]),
+                       name="ours_w0", weight=0.0) for f in (0, 1)]
+    table = build_run_table(collect_runs(dirs))
+    rows = {r[0]: r for r in table.rows}
+    means = [np.mean(OURS[0]), np.mean(OURS[1])]
+    assert rows["ours"][2:7] == ["2", f"{np.mean(means):.2f}", f"{np.std(means, ddof=1):.2f}",
+                                 f"{min(means):.1f}", "0"]
+    assert rows["ours_w0"][6] == "2"  # both control runs below 40 %
+    assert rows["ours"][7] == f"s1f0 {means[0]:.1f} · s1f1 {means[1]:.1f}"
+    assert len(table.records) == 4 and {r["fold"] for r in table.records} == {0, 1}
+    make_report(dirs, tmp_path / "report", baseline="ours_w0")
+    assert "Per-run Dice" in (tmp_path / "report" / "runs.md").read_text()

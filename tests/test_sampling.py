@@ -220,3 +220,32 @@ def test_auto_worker_count_follows_the_machine(monkeypatch):
         monkeypatch.setattr(sampling.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)),
                             raising=False)
         assert sampling.resolve_num_workers("auto", processes) == expected, (cores, processes)
+
+
+def test_spatial_augment_rotates_and_zooms_image_and_label_together(tmp_path):
+    shape = (48, 44, 40)
+    block = np.zeros(shape, np.float32)
+    block[14:34, 10:30, 12:28] = 1.0
+    img = np.stack([block + 1.0, 2 * block + 3.0])  # every voxel non-zero, no padding value
+    np.save(tmp_path / "big.npy", img)
+    np.save(tmp_path / "big_seg.npy", block.astype(np.uint8))
+    args = dict(labeled=["big"], unlabeled=[], crop_size=CROP, batch_size=2, labeled_bs=1,
+                seed=3, foreground_prob=1.0)
+    plain = TwoStreamBatches(tmp_path, **args)
+    off = TwoStreamBatches(tmp_path, **args, spatial_augment=0.0)
+    on, again = (TwoStreamBatches(tmp_path, **args, spatial_augment=1.0) for _ in range(2))
+    changed = 0
+    for it in range(12):
+        assert torch.equal(plain[it]["image"], off[it]["image"])  # p = 0: batches unchanged
+        b = on[it]
+        assert torch.equal(b["image"], again[it]["image"])  # a pure function of the iteration
+        assert b["image"].shape == (2, 2, *CROP) and b["label"].shape == (1, *CROP)
+        # the window read covers the transformed crop: no zero padding inside the volume
+        assert float(b["image"][0].min()) >= 1.0
+        # nearest-neighbour label and linearly resampled image mark the same block
+        agree = (b["image"][0, 0] > 1.5) == (b["label"][0] > 0)
+        assert agree.float().mean() > 0.95
+        changed += not torch.equal(b["image"], plain[it]["image"])
+    assert changed == 12
+    with pytest.raises(ConfigError, match="spatial_augment"):
+        TwoStreamBatches(tmp_path, **args, spatial_augment=1.5)

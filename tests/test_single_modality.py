@@ -48,6 +48,14 @@ def test_branch_per_modality_methods_are_refused():
             build_method(ctx)
 
 
+def test_supervised_with_one_vnet_takes_one_modality():
+    ctx = MethodContext(("t2",), 2, ModelConfig(base_width=4), MethodConfig(
+        name="supervised", options={"network": "vnet"}), max_iterations=20)
+    method = build_method(ctx)
+    assert method.primary_output == "prediction" and not method.uses_unlabeled
+    assert method.eval().net(torch.rand(1, 1, 16, 16, 16)).shape == (1, 2, 16, 16, 16)
+
+
 @pytest.mark.parametrize("name", SINGLE)
 def test_single_network_methods_take_one_channel(name):
     torch.manual_seed(0)

@@ -144,6 +144,10 @@ class TrainConfig(StrictModel):
     # (duetseg.data.augment.random_intensity_augment). 0 = off (batches bit for bit as
     # without the option).
     intensity_augment: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Spatial augmentation: probability that a crop (labelled or unlabelled) is rotated (up
+    # to 30 degrees about each axis) and zoomed (0.7-1.4) about its centre, nnU-Net's
+    # ranges (duetseg.data.augment.random_rotate_scale). 0 = off (batches unchanged).
+    spatial_augment: float = Field(default=0.0, ge=0.0, le=1.0)
     deterministic: bool = True
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     # channels_last_3d weights and inputs; auto: on for CUDA and CPU (faster; BENCHMARKS.md)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
 __all__ = ["crop_window", "random_crop", "random_flip_rot", "foreground_coords",
-           "random_intensity_augment"]
+           "random_intensity_augment", "random_rotate_scale"]
 
 
 def foreground_coords(label: np.ndarray, max_points: int = 20000) -> np.ndarray:
@@ -182,3 +183,68 @@ def random_intensity_augment(image: np.ndarray, rng: np.random.Generator, prob: 
             out = image.copy()
         out[c][mask] = x.astype(image.dtype)
     return out
+
+
+def _rotation(angles: np.ndarray) -> np.ndarray:
+    """The 3 x 3 rotation by ``angles`` (radians) about the three axes in turn."""
+    out = np.eye(3)
+    for axis, angle in enumerate(angles):
+        c, s = np.cos(angle), np.sin(angle)
+        i, j = [a for a in range(3) if a != axis]
+        r = np.eye(3)
+        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+        out = r @ out
+    return out
+
+
+def random_rotate_scale(rng: np.random.Generator, max_degrees: float = 30.0,
+                        scale: tuple[float, float] = (0.7, 1.4)) -> np.ndarray:
+    """A random rotation and isotropic zoom (nnU-Net's ranges) as a 3 x 3 matrix.
+
+    Each axis' angle is uniform in ``[-max_degrees, max_degrees]`` and the zoom factor
+    ``z`` uniform in ``scale`` (``z > 1`` enlarges the content).
+
+    Returns:
+        The matrix mapping an output offset from the crop centre to the input offset.
+    """
+    angles = np.deg2rad(rng.uniform(-max_degrees, max_degrees, size=3))
+    return _rotation(angles) / float(rng.uniform(*scale))
+
+
+def transformed_crop(image: np.ndarray, label: np.ndarray | None, crop_size: Sequence[int],
+                     matrix: np.ndarray, rng: np.random.Generator,
+                     foreground_prob: float = 0.0, fg_coords: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """A random crop seen through ``matrix`` (a rotation and zoom about its centre).
+
+    The window read from the volume is the one the transformed crop covers (larger than
+    the crop when zooming out or rotating), placed as :func:`random_crop` places a crop,
+    so the crop's corners hold tissue rather than padding. Images are resampled
+    linearly, the label by nearest neighbour. scipy's ``affine_transform`` rather than
+    MONAI's ``RandAffine``: the draw comes from the crop's own numpy generator, so a batch
+    stays a pure function of ``(seed, iteration)``.
+
+    Args:
+        image: ``(C, X, Y, Z)`` volume, possibly memory-mapped.
+        label: ``(X, Y, Z)`` label or None.
+        crop_size: the output crop's shape.
+        matrix: from :func:`random_rotate_scale`.
+        rng: the crop's generator (its position).
+        foreground_prob: as in :func:`random_crop`.
+        fg_coords: as in :func:`random_crop`.
+
+    Returns:
+        ``(image crop (C, *crop_size) float32, label crop uint8 or None)``.
+    """
+    crop = np.asarray([int(c) for c in crop_size])
+    window = np.ceil(np.abs(matrix) @ (crop - 1)).astype(int) + 2
+    img, lab = random_crop(image, label, window, rng, foreground_prob, fg_coords)
+    offset = (window - 1) / 2.0 - matrix @ ((crop - 1) / 2.0)
+    out = np.empty((img.shape[0], *crop), dtype=np.float32)
+    for c in range(img.shape[0]):
+        ndimage.affine_transform(img[c], matrix, offset, output=out[c], order=1,
+                                 mode="constant", cval=0.0)
+    if lab is not None:
+        lab = ndimage.affine_transform(lab, matrix, offset, output_shape=tuple(crop),
+                                       order=0, mode="constant", cval=0)
+    return out, lab

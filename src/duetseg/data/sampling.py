@@ -16,7 +16,11 @@ A batch is a pure function of ``(seed, iteration)``:
   the option. The batch's ``present`` (B, K) mask says which inputs each crop kept;
 * intensity augmentation (``intensity_augment`` p > 0) of slot ``k`` comes from
   ``default_rng([seed, 4, iteration, k])`` (:func:`random_intensity_augment`, before
-  modality dropout); with p = 0 that stream is never drawn either.
+  modality dropout); with p = 0 that stream is never drawn either;
+* rotation and zoom (``spatial_augment`` p > 0) of slot ``k``: whether and how from
+  ``default_rng([seed, 6, iteration, k])`` (:func:`random_rotate_scale`, nnU-Net's ranges:
+  up to 30 degrees about each axis, zoom 0.7-1.4); the crop's position still comes from its
+  crop stream. With p = 0 that stream is never drawn.
 
 A run resumed at iteration ``t`` therefore sees exactly the batches it would have seen,
 whatever the number of DataLoader workers.
@@ -46,6 +50,8 @@ from duetseg.data.augment import (
     random_crop,
     random_flip_rot,
     random_intensity_augment,
+    random_rotate_scale,
+    transformed_crop,
 )
 from duetseg.errors import ConfigError, InputError
 
@@ -57,6 +63,7 @@ _UNLABELLED_STREAM = 2
 _DROPOUT_STREAM = 3
 _INTENSITY_STREAM = 4
 _PRIOR_STREAM = 5
+_SPATIAL_STREAM = 6
 
 
 class TwoStreamBatches(Dataset):
@@ -78,6 +85,8 @@ class TwoStreamBatches(Dataset):
         modality_dropout: probability in [0, 1) that a crop has one modality zeroed.
         intensity_augment: probability in [0, 1] that a modality of a crop (labelled or
             unlabelled) gets random brightness, gamma and noise.
+        spatial_augment: probability in [0, 1] that a crop (labelled or unlabelled) is
+            rotated and zoomed.
 
     Raises:
         ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size, rank or
@@ -89,7 +98,7 @@ class TwoStreamBatches(Dataset):
                  crop_size: Any, batch_size: int, labeled_bs: int, seed: int,
                  flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0,
                  rank: int = 0, world_size: int = 1, modality_dropout: float = 0.0,
-                 intensity_augment: float = 0.0):
+                 intensity_augment: float = 0.0, spatial_augment: float = 0.0):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -102,6 +111,7 @@ class TwoStreamBatches(Dataset):
         self.rank, self.world_size = int(rank), int(world_size)
         self.modality_dropout = float(modality_dropout)
         self.intensity_augment = float(intensity_augment)
+        self.spatial_augment = float(spatial_augment)
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
         if not 1 <= self.labeled_bs <= self.batch_size:
@@ -117,6 +127,8 @@ class TwoStreamBatches(Dataset):
             raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         if not 0.0 <= self.intensity_augment <= 1.0:
             raise ConfigError(f"intensity_augment must be in [0, 1], got {intensity_augment}")
+        if not 0.0 <= self.spatial_augment <= 1.0:
+            raise ConfigError(f"spatial_augment must be in [0, 1], got {spatial_augment}")
         for case in self.labeled + self.unlabeled:
             if not (self.cache_root / f"{case}.npy").is_file():
                 raise InputError("image missing from the cache", case=case,
@@ -214,8 +226,8 @@ class TwoStreamBatches(Dataset):
             label = self._array(f"{case}_seg") if labelled else None
             fg = (self._fg_coords(case)
                   if labelled and self.foreground_prob > 0 else None)
-            img, lab = random_crop(image, label, self.crop_size, rng,
-                                   self.foreground_prob if labelled else 0.0, fg)
+            img, lab = self._crop(image, label, rng, iteration, global_slot,
+                                  self.foreground_prob if labelled else 0.0, fg)
             img, lab = random_flip_rot(img, lab, rng, self.flip, self.rot90)
             if self.intensity_augment > 0:
                 img = random_intensity_augment(img, np.random.default_rng(
@@ -237,6 +249,18 @@ class TwoStreamBatches(Dataset):
         if full is not None:
             batch["image_full"] = torch.from_numpy(full)
         return batch
+
+    def _crop(self, image: np.ndarray, label: np.ndarray | None, rng: np.random.Generator,
+              iteration: int, global_slot: int, foreground_prob: float,
+              fg: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The slot's crop, rotated and zoomed with probability ``spatial_augment``."""
+        if self.spatial_augment > 0:
+            spatial = np.random.default_rng([self.seed, _SPATIAL_STREAM, iteration,
+                                             global_slot])
+            if spatial.random() < self.spatial_augment:
+                return transformed_crop(image, label, self.crop_size,
+                                        random_rotate_scale(spatial), rng, foreground_prob, fg)
+        return random_crop(image, label, self.crop_size, rng, foreground_prob, fg)
 
     def label_fractions(self, num_classes: int, crops_per_case: int = 32) -> np.ndarray:
         """Class fractions of the labelled cases' labels in uniformly placed crops.

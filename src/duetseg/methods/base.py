@@ -87,6 +87,11 @@ class Method(nn.Module, ABC):
         """Method-specific options (none by default)."""
 
     @classmethod
+    def minimum_modalities(cls, options: StrictModel) -> int:
+        """Fewest input modalities the network chosen by ``options`` can take."""
+        return cls.min_modalities
+
+    @classmethod
     def parse_options(cls, options: dict[str, Any]) -> StrictModel:
         """``options`` validated against :class:`Options`, defaults filled in.
 

@@ -45,9 +45,10 @@ def build_method(ctx: MethodContext) -> Method:
         ConfigError: unknown method, or fewer modalities than the method's network takes.
     """
     cls = get_method_class(ctx.method.name)
-    if len(ctx.modalities) < cls.min_modalities:
+    needed = cls.minimum_modalities(cls.parse_options(ctx.method.options))
+    if len(ctx.modalities) < needed:
         raise ConfigError(f"method {ctx.method.name!r} has one branch per modality and needs "
-                          f"at least {cls.min_modalities} modalities; the dataset has "
+                          f"at least {needed} modalities; the dataset has "
                           f"{list(ctx.modalities)}; train a single-network method (e.g. "
                           f"mean_teacher) on a single-modality cache")
     return cls(ctx)

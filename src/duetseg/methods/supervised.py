@@ -32,12 +32,19 @@ class Supervised(DualBranchMethod):
     class Options(StrictModel):
         network: Literal["duetnet", "vnet"] = "duetnet"
 
+    @classmethod
+    def minimum_modalities(cls, options) -> int:
+        return 1 if options.network == "vnet" else cls.min_modalities
+
     def __init__(self, ctx):
-        super().__init__(ctx)
-        self.uses_unlabeled = False
-        if self.options.network == "vnet":
+        if self.parse_options(ctx.method.options).network == "vnet":
+            # skip DualBranchMethod's DuetNet: one VNet reads the modalities as channels
+            super(DualBranchMethod, self).__init__(ctx)
             self.net = build_vnet(ctx)
             self.primary_output = "prediction"
+        else:
+            super().__init__(ctx)
+        self.uses_unlabeled = False
         self.sup_loss = SupervisedLoss()
 
     def _logits(self, image: torch.Tensor) -> list[torch.Tensor]:

@@ -9,6 +9,12 @@ name (``branch_a``, ``branch_b``, ``ensemble``) is compared, plus a ``primary`` 
 compares each run's primary output (e.g. a single network's ``prediction`` against B's
 ``ensemble``).
 
+The runs (seed x fold), not the cases, are the independent units of a comparison: a
+configuration's gain can come from a few runs where the baseline collapsed. Each result
+therefore also holds the run-level figures: the mean over runs of each run's mean
+difference, a bootstrap interval that resamples runs, a Wilcoxon p over the runs' mean Dice
+and the runs won; the gain table shows them first.
+
 When cases enter several pairs (repeated cross-validation with several seeds), the pairs of
 one case are not independent: the table then adds a confidence interval that resamples
 test cases (each with all its pairs) and a Wilcoxon p over the per-case mean differences.
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from duetseg.errors import ConfigError
 from duetseg.reporting.bootstrap import (
@@ -38,7 +46,8 @@ _PRIMARY = "primary"
 _RECORD_KEYS = ("name", "baseline", "labeled", "labeled_percent", "output", "output_label",
                 "n_pairs", "n_cases", "n_runs", "mean", "mean_baseline", "gain", "ci_low",
                 "ci_high", "p_wilcoxon", "statistic", "wins", "ties", "losses", "note",
-                "ci_case_low", "ci_case_high", "p_case")
+                "ci_case_low", "ci_case_high", "p_case", "gain_run", "ci_run_low",
+                "ci_run_high", "p_run", "runs_won", "runs_lost")
 
 
 @dataclass
@@ -70,6 +79,12 @@ class GainResult:
         ci_case_high: upper end of it.
         p_case: Wilcoxon p over the per-case mean Dice of both sides (equal to ``p`` when no
             case repeats).
+        gain_run: mean over the matched runs of each run's mean difference.
+        ci_run_low: lower end of the bootstrap interval that resamples runs.
+        ci_run_high: upper end of it.
+        p_run: Wilcoxon p over the runs' mean Dice of both sides.
+        runs_won: runs whose mean difference is above 0.
+        runs_lost: runs whose mean difference is below 0.
     """
 
     name: str
@@ -94,6 +109,12 @@ class GainResult:
     ci_case_low: float = math.nan
     ci_case_high: float = math.nan
     p_case: float = math.nan
+    gain_run: float = math.nan
+    ci_run_low: float = math.nan
+    ci_run_high: float = math.nan
+    p_run: float = math.nan
+    runs_won: int = 0
+    runs_lost: int = 0
 
 
 def default_baseline(runs: list[RunRecord]) -> str | None:
@@ -144,10 +165,17 @@ def _compare(name: str, baseline: str, labeled: int, output: str, other: list[Ru
     if len(set(cases)) < n:
         case_ci = bootstrap_mean_ci(diff, n_resamples, seed=seed, groups=cases)
         p_case = paired_wilcoxon(*per_case_means(cases, val, ref))[0]
+    runs = [f"{k[0]}|{k[1]}" for k in keys]
+    run_val, run_ref = (np.asarray(per_case_means(runs, val, ref)[i]) for i in (0, 1))
+    run_diff = run_val - run_ref
+    run_gain = float(run_diff.mean()) if n else math.nan
     return GainResult(name, baseline, labeled, output, _output_label(output, other, base), n,
-                      len(set(cases)), len({k[:2] for k in keys}), *means, low, high,
+                      len(set(cases)), len(set(runs)), *means, low, high,
                       p, statistic, int((diff > 0).sum()), int((diff == 0).sum()),
-                      int((diff < 0).sum()), note, *case_ci, p_case)
+                      int((diff < 0).sum()), note, *case_ci, p_case, run_gain,
+                      *bootstrap_mean_ci(run_diff, n_resamples, seed=seed),
+                      paired_wilcoxon(run_val, run_ref)[0], int((run_diff > 0).sum()),
+                      int((run_diff < 0).sum()))
 
 
 def gain_results(runs: list[RunRecord], baseline: str, class_id: int | None = None,
@@ -224,14 +252,20 @@ def build_gain_table(runs: list[RunRecord], baseline: str, class_id: int | None 
     selected = table1_runs(runs)
     labels = count_labels(selected)
     percent = {r.labeled: r.labeled_percent for r in selected}
-    headers = ["Configuration", "Labeled", "Output", "n pairs", "DSC (%)",
+    headers = ["Configuration", "Labeled", "Output", "runs", "Gain per run (pp)",
+               "95% CI, runs resampled (pp)", "p (runs)", "runs W / L", "n pairs", "DSC (%)",
                f"{baseline} DSC (%)", "Gain (pp)", "95% CI (pp)", "p (Wilcoxon)", "W / T / L"]
     repeats = any(r.n_cases < r.n for r in results)
     if repeats:
-        headers[8:8] = ["95% CI, cases resampled (pp)"]
+        headers[13:13] = ["95% CI, cases resampled (pp)"]
         headers.append("p (per-case means)")
     rows, records = [], []
-    notes = [f"Gain = configuration − {baseline} per-case Dice in percentage points, pooled "
+    notes = [f"Run level (the headline): each run (seed, split (fold)) gives the mean of "
+             f"its cases' Dice differences to {baseline}'s run on the same split; gain per "
+             "run = their mean, its 95% CI a percentile bootstrap over the runs, p (runs) "
+             "a paired Wilcoxon over the runs' mean Dice, runs W / L the runs above / below "
+             "0. The case-level columns beside it treat every case as independent.",
+             f"Gain = configuration − {baseline} per-case Dice in percentage points, pooled "
              "over the cases of all runs paired by (seed, split (fold), case) at the same "
              "labelled count; both means are over the same pairs.",
              f"95% CI: percentile bootstrap of the mean gain ({n_resamples} resamples of the "
@@ -242,12 +276,15 @@ def build_gain_table(runs: list[RunRecord], baseline: str, class_id: int | None 
              "the baseline's ensemble); other rows compare the same output of both."]
     for res in results:
         label = labels[res.labeled]
-        row = [res.name, label, res.output_label, str(res.n), _num(res.mean, ".2f"),
+        row = [res.name, label, res.output_label, str(res.n_runs),
+               _num(res.gain_run, "+.2f"), _interval(res.ci_run_low, res.ci_run_high),
+               _num(res.p_run, ".3g"), f"{res.runs_won} / {res.runs_lost}",
+               str(res.n), _num(res.mean, ".2f"),
                _num(res.mean_baseline, ".2f"), _num(res.gain, "+.2f"),
                _interval(res.ci_low, res.ci_high), _num(res.p, ".3g"),
                f"{res.wins} / {res.ties} / {res.losses}"]
         if repeats:
-            row[8:8] = [_interval(res.ci_case_low, res.ci_case_high)]
+            row[13:13] = [_interval(res.ci_case_low, res.ci_case_high)]
             row.append(_num(res.p_case, ".3g"))
         rows.append(row)
         rec = {**asdict(res), "labeled_percent": percent[res.labeled], "n_pairs": res.n,

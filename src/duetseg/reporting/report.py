@@ -10,6 +10,7 @@ from duetseg.reporting.collect import collect_runs
 from duetseg.reporting.figures import plot_curves, plot_qualitative, qualitative_runs
 from duetseg.reporting.gain import build_gain_table, default_baseline
 from duetseg.reporting.html import render_report, stats_html
+from duetseg.reporting.run_table import build_run_table
 from duetseg.reporting.stats import REFERENCE_METHOD, compare_to_reference
 from duetseg.reporting.tables import (
     Table,
@@ -83,6 +84,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
     baseline = baseline if baseline is not None else default_baseline(runs)
     gain = None if baseline is None else build_gain_table(runs, baseline, class_id)
     _save_table(gain, out_dir, "gain")
+    _save_table(build_run_table(runs, class_id), out_dir, "runs")
     t1_runs = table1_runs(runs)
     tests = compare_to_reference(t1_runs, class_id, reference)
     curves = plot_curves(runs, out_dir / "curves.png")
@@ -108,6 +110,8 @@ def make_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
 
     Writes into ``out_dir``: ``table1.md``, ``table1.csv``, ``table2.md`` and ``table2.csv``
     (only with ablation runs), ``gain.md`` and ``gain.csv`` (only with a baseline),
+    ``runs.md`` and ``runs.csv`` (each run's mean Dice,
+    :func:`duetseg.reporting.run_table.build_run_table`),
     ``curves.png``, ``qualitative.png`` (only when predictions, references and images are
     available) and ``index.html`` (self-contained). Stale ``table2``/``gain`` files of an
     earlier report in ``out_dir`` are removed when the table is not made.

@@ -162,7 +162,7 @@ def _batches(s: _Session, end: int) -> DataLoader:
         s.cache.root, s.splits["labeled"], s.splits["unlabeled"], tc.crop_size, batch_size,
         labeled_bs, tc.seed, flip=tc.flip, rot90=tc.rot90, foreground_prob=tc.foreground_prob,
         rank=s.ctx.rank, world_size=s.ctx.world_size, modality_dropout=tc.modality_dropout,
-        intensity_augment=tc.intensity_augment,
+        intensity_augment=tc.intensity_augment, spatial_augment=tc.spatial_augment,
     )
     if s.method.needs_label_prior:
         s.method.set_label_prior(dataset.label_fractions(s.method.ctx.num_classes))

@@ -18,7 +18,9 @@ A grid file::
     parallel: 1                     # optional: trainings at once (``--parallel`` wins)
 
 A variant runs ``ours`` with its overrides and is reported as ``ours-<name>`` (the run's
-``name``). With ``folds: K`` every run exists once per fold (``splits.folds=K``,
+``name``); a variant whose overrides set ``method.name=M`` runs method ``M`` instead and is
+reported as ``M-<name>`` (e.g. ``strong: ["method.name=supervised", ...]`` is
+``supervised-strong``). With ``folds: K`` every run exists once per fold (``splits.folds=K``,
 ``splits.fold=k``, run name suffix ``_f<k>``): the K runs of one configuration test every
 labelled case once, and ``duetseg report`` pools them.
 
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from duetseg.config import StrictModel, load_config
 from duetseg.errors import ConfigError
@@ -53,7 +55,7 @@ class GridConfig(StrictModel):
     cache: Path
     base: str = "cpu_small"
     out: Path = Path("runs/experiment")
-    methods: list[str] = Field(default_factory=lambda: ["ours"], min_length=1)
+    methods: list[str] = Field(default_factory=lambda: ["ours"])
     labeled: list[str | int] = Field(default_factory=lambda: ["10%"], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     overrides: list[str] = Field(default_factory=list)
@@ -62,6 +64,12 @@ class GridConfig(StrictModel):
     checkpoint: Literal["best", "last"] = "best"
     split: str = "test"
     parallel: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _something_to_run(self):
+        if not self.methods and not self.variants:
+            raise ValueError("the grid names no methods and no variants")
+        return self
 
 
 class GridRun(StrictModel):
@@ -96,11 +104,18 @@ def _slug(value: str | int) -> str:
     return str(value).replace("%", "pct").replace("/", "_")
 
 
+def _variant_method(overrides: list[str]) -> str:
+    """The method a variant's overrides name (the last ``method.name=``), else ``ours``."""
+    named = [o.split("=", 1)[1].strip() for o in overrides if o.startswith("method.name=")]
+    return named[-1] if named else "ours"
+
+
 def plan_grid(grid: GridConfig) -> list[GridRun]:
     """Every run of the grid, in execution order (methods, then variants, per label/seed)."""
     configs = [(m, m, []) for m in grid.methods]
-    configs += [(f"ours-{name}", "ours", [f"name=ours-{name}", *extra])
-                for name, extra in grid.variants.items()]
+    for name, extra in grid.variants.items():
+        method = _variant_method(extra)
+        configs.append((f"{method}-{name}", method, [f"name={method}-{name}", *extra]))
     folds: list[int | None] = list(range(grid.folds)) if grid.folds else [None]
     runs = []
     for labeled in grid.labeled:
