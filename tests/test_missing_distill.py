@@ -8,7 +8,6 @@ import torch
 
 from duetseg.config import MethodConfig, ModelConfig
 from duetseg.data.sampling import TwoStreamBatches
-from duetseg.errors import ConfigError
 from duetseg.methods import MethodContext, build_method
 from duetseg.methods.missing_distill import full_input_distillation
 
@@ -101,14 +100,6 @@ def test_ours_teaches_the_lone_branch_of_an_unlabelled_crop():
     assert torch.equal(none, plain)
     method.set_present(None, full)
     assert method.full_input(dropped) is None  # nothing absent: nothing kept
-
-
-@pytest.mark.parametrize("options", [{"cutmix": True}, {"pseudo_prior": "cap"},
-                                     {"copy_paste": True}])
-def test_missing_distill_refuses_mixed_crops_and_labelled_priors(options):
-    with pytest.raises(ConfigError, match="missing_distill needs"):
-        _ours(missing_distill=True, **options)
-    assert _ours(missing_distill=True, pseudo_prior="off").options.missing_distill
 
 
 def test_full_input_follows_the_batch_device_dtype_and_memory_format():

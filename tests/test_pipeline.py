@@ -68,8 +68,8 @@ def test_train_evaluate_learns_and_writes_original_geometry(cache, tmp_path):
 def test_kill_and_resume_reproduces_the_loss_trajectory(cache, tmp_path):
     cfg = _cfg(cache, **{"train.max_iterations": 16, "train.val_every": 8,
                          "train.checkpoint_every": 8, "model.dropout": 0.5,
-                         "method.options.cutmix": True,
-                         "method.options.intensity_view": True})  # all draw from torch's RNG
+                         "train.spatial_augment": 0.5, "train.intensity_augment": 0.5,
+                         "train.modality_dropout": 0.3})
     full = tmp_path / "full"
     train(cfg, full, progress=False)
     part = tmp_path / "part"

@@ -148,10 +148,8 @@ def random_intensity_augment(image: np.ndarray, rng: np.random.Generator, prob: 
     with ``log g`` uniform in ``log(gamma)``, times ``s`` uniform in ``brightness``, plus
     Gaussian noise of standard deviation ``u * noise * std(x)``, ``u`` uniform in [0, 1].
     Zero voxels (background, padding, a modality zeroed by modality dropout) stay zero, so
-    the scheme works on min-max and z-scored caches alike. Unlike
-    :func:`duetseg.methods.perturb.random_intensity` (a strong view drawn from torch's
-    global generator on the training device), this draws from the crop's own numpy
-    generator, so a batch stays a pure function of ``(seed, iteration)``.
+    the scheme works on min-max and z-scored caches alike. The draw comes from the crop's
+    own numpy generator, so a batch stays a pure function of ``(seed, iteration)``.
 
     Args:
         image: ``(C, X, Y, Z)`` float32 crop (modified copy returned).

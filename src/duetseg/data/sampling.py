@@ -62,7 +62,6 @@ _CROP_STREAM = 1
 _UNLABELLED_STREAM = 2
 _DROPOUT_STREAM = 3
 _INTENSITY_STREAM = 4
-_PRIOR_STREAM = 5
 _SPATIAL_STREAM = 6
 
 
@@ -261,38 +260,6 @@ class TwoStreamBatches(Dataset):
                 return transformed_crop(image, label, self.crop_size,
                                         random_rotate_scale(spatial), rng, foreground_prob, fg)
         return random_crop(image, label, self.crop_size, rng, foreground_prob, fg)
-
-    def label_fractions(self, num_classes: int, crops_per_case: int = 32) -> np.ndarray:
-        """Class fractions of the labelled cases' labels in uniformly placed crops.
-
-        The crops are drawn as the unlabelled ones are (no foreground centring), from their
-        own stream ``default_rng([seed, 5, case index])``, so the result is a fixed function
-        of the seed and the labelled cases: the prior of
-        :class:`duetseg.methods.prior_guard.PseudoLabelPrior`.
-
-        Args:
-            num_classes: classes including background (length of the result).
-            crops_per_case: crops drawn from each labelled case.
-
-        Returns:
-            float64 (num_classes,) fractions summing to 1.
-
-        Raises:
-            InputError: a label holds a class index >= ``num_classes``.
-        """
-        counts = np.zeros(num_classes, dtype=np.float64)
-        for index, case in enumerate(self.labeled):
-            label = self._array(f"{case}_seg")
-            rng = np.random.default_rng([self.seed, _PRIOR_STREAM, index])
-            for _ in range(crops_per_case):
-                _, crop = random_crop(label[None], label, self.crop_size, rng)
-                found = np.bincount(np.asarray(crop, dtype=np.int64).ravel())
-                if found.size > num_classes:
-                    raise InputError(f"label has class {found.size - 1}, but the run has "
-                                     f"{num_classes} classes", case=case,
-                                     file=self.cache_root / f"{case}_seg.npy")
-                counts[:found.size] += found
-        return counts / counts.sum()
 
     def _drop_modalities(self, image: np.ndarray, iteration: int,
                          global_slots: list[int]) -> np.ndarray:

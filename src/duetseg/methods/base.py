@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import nn
@@ -69,8 +68,6 @@ class Method(nn.Module, ABC):
         uses_unlabeled: whether batches need unlabelled crops; when False the trainer feeds
             ``labeled_bs`` labelled crops only.
         primary_output: the output name used for validation and as the user's prediction.
-        needs_label_prior: whether the trainer should call :meth:`set_label_prior` before
-            training (and on resume).
     """
 
     name: ClassVar[str] = ""
@@ -111,7 +108,6 @@ class Method(nn.Module, ABC):
         self.weight = self.default_weight if weight is None else weight
         self.uses_unlabeled = True
         self.primary_output = "prediction"
-        self.needs_label_prior = False
         self._present: torch.Tensor | None = None
         self._full_image: torch.Tensor | None = None
 
@@ -184,14 +180,6 @@ class Method(nn.Module, ABC):
 
         Returns:
             Named scalar losses; ``"loss"`` is the total that is back-propagated.
-        """
-
-    def set_label_prior(self, fractions: np.ndarray) -> None:
-        """Receive the labelled class fractions (only called when ``needs_label_prior``).
-
-        Args:
-            fractions: (num_classes,) class fractions of the labelled cases' labels in
-                uniformly placed training crops (:meth:`TwoStreamBatches.label_fractions`).
         """
 
     def after_step(self, iteration: int) -> None:

@@ -1,6 +1,6 @@
 """Losses shared by methods: supervised, soft consistency, and per-branch masking.
 
-The hard pseudo-label losses are in :mod:`duetseg.methods.pseudo_label_losses`.
+Cross pseudo supervision is in :mod:`duetseg.methods.pseudo_label_losses`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 
 __all__ = ["SupervisedLoss", "class_argmax", "foreground_fraction", "cross_branch_mse",
-           "confident_teacher_mse", "graph_zero", "masked_branch_supervised",
+           "graph_zero", "masked_branch_supervised",
            "masked_branch_consistency"]
 
 
@@ -64,8 +64,7 @@ def cross_branch_mse(probs: list[torch.Tensor],
 
     Args:
         probs: softmax probabilities of each branch, same shape.
-        teacher: the targets' source, one per branch (default ``probs``; e.g. predictions
-            on unmixed crops mixed like the inputs, ``method.options.cutmix``).
+        teacher: the targets' source, one per branch (default ``probs``).
 
     Returns:
         Scalar loss.
@@ -76,33 +75,6 @@ def cross_branch_mse(probs: list[torch.Tensor],
         others = [q.detach() for n, q in enumerate(source) if n != m]
         target = others[0] if len(others) == 1 else torch.stack(others).mean(0)
         total = total + torch.mean((p - target) ** 2)
-    return total
-
-
-def confident_teacher_mse(probs: list[torch.Tensor],
-                          teacher: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """Per voxel, the most confident branch teaches the others (MSE to its detached softmax).
-
-    Confidence is a branch's largest class probability at the voxel. The teaching branch
-    gets no loss there, so a weak branch (e.g. one that reads T1ce, which barely shows
-    oedema) no longer pulls a stronger one towards its mistakes where it is less sure.
-    Normalised like :func:`cross_branch_mse` (mean over all elements, summed over branches).
-
-    Args:
-        probs: softmax probabilities of each branch ``(B, C, ...)``, same shape.
-        teacher: the targets' source, as in :func:`cross_branch_mse`.
-
-    Returns:
-        Scalar loss.
-    """
-    source = probs if teacher is None else teacher
-    stacked = torch.stack([p.detach() for p in source])  # (K, B, C, ...)
-    teaching = class_argmax(stacked.amax(dim=2), dim=0).unsqueeze(0)  # (1, B, ...)
-    target = torch.gather(stacked, 0, teaching.unsqueeze(2).expand_as(stacked[:1]))[0]
-    total = probs[0].new_zeros(())
-    for m, p in enumerate(probs):
-        student = (teaching[0] != m).unsqueeze(1).to(p.dtype)
-        total = total + torch.mean(student * (p - target) ** 2)
     return total
 
 

@@ -123,14 +123,11 @@ class DuetNet(nn.Module):
         )
         init_weights(self)
 
-    def encode(self, x: Tensor, detach_gates_from: int | None = None
-               ) -> tuple[list[list[Tensor]], list[Tensor]]:
+    def encode(self, x: Tensor) -> tuple[list[list[Tensor]], list[Tensor]]:
         """Run the fused encoders and the enhancement.
 
         Args:
             x: ``(B, K, X, Y, Z)``, spatial size divisible by 16.
-            detach_gates_from: batch rows from this index on get detached MMF gates (see
-                :meth:`forward`).
 
         Returns:
             ``(skips, bottlenecks)``: ``skips[m]`` is branch m's four skip features (full → 1/8
@@ -146,7 +143,7 @@ class DuetNet(nn.Module):
         skips: list[list[Tensor]] = [[] for _ in range(self.num_modalities)]
         for s in range(NUM_STAGES):
             features = [enc.stage(s, f) for enc, f in zip(self.encoders, features, strict=True)]
-            features = self.fusions[s](features, detach_from=detach_gates_from)
+            features = self.fusions[s](features)
             for branch, f in zip(skips, self.skip_maes[s](features), strict=True):
                 branch.append(f)
         bottlenecks = [
@@ -154,15 +151,11 @@ class DuetNet(nn.Module):
         ]
         return skips, self.bottleneck_mae(bottlenecks)
 
-    def forward(self, x: Tensor, detach_gates_from: int | None = None) -> list[Tensor]:
+    def forward(self, x: Tensor) -> list[Tensor]:
         """Segment with every branch.
 
         Args:
             x: ``(B, K, X, Y, Z)``; channel m is modality m.
-            detach_gates_from: rows ``detach_gates_from:`` (e.g. the unlabelled crops) see
-                the same fused features, but through detached MMF gates, so a loss on one
-                branch's output for those rows reaches only that branch's own encoder and
-                decoder. None (default): gradients cross branches through every gate.
 
         Returns:
             K logits tensors ``(B, num_classes, X, Y, Z)``, one per branch.
@@ -170,7 +163,7 @@ class DuetNet(nn.Module):
         Raises:
             ValueError: wrong input shape.
         """
-        skips, bottlenecks = self.encode(x, detach_gates_from)
+        skips, bottlenecks = self.encode(x)
         return [dec(b, s) for dec, b, s in zip(self.decoders, bottlenecks, skips, strict=True)]
 
     @staticmethod

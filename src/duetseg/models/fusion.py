@@ -39,12 +39,11 @@ FUSION_MODES: tuple[str, ...] = ("none", *FUSION_COMBINE)
 class NoFusion(nn.Module):
     """Pass-through: returns the branch features unchanged (``fusion: none``)."""
 
-    def forward(self, features: list[Tensor], detach_from: int | None = None) -> list[Tensor]:
+    def forward(self, features: list[Tensor]) -> list[Tensor]:
         """Return ``features`` as a new list.
 
         Args:
             features: one tensor per branch.
-            detach_from: ignored (there is no gate).
 
         Returns:
             The same tensors.
@@ -83,15 +82,11 @@ class MultiModalFusion(nn.Module):
         """The shared gate ``g_s`` in (0, 1), shape of one branch feature."""
         return torch.sigmoid(self.conv2(self.conv1(torch.cat(features, dim=1))))
 
-    def forward(self, features: list[Tensor], detach_from: int | None = None) -> list[Tensor]:
+    def forward(self, features: list[Tensor]) -> list[Tensor]:
         """Fuse the branch features.
 
         Args:
             features: K tensors ``(B, C, X, Y, Z)`` of equal shape.
-            detach_from: rows ``detach_from:`` of the batch use a detached gate: same
-                values, but no gradient flows from a branch's output into the other
-                branches' encoders (or the gate) through them. None: every row keeps its
-                gradient (the paper).
 
         Returns:
             K fused tensors of the same shape.
@@ -102,8 +97,6 @@ class MultiModalFusion(nn.Module):
         if len(features) != self.num_modalities:
             raise ValueError(f"expected {self.num_modalities} branch features, got {len(features)}")
         g = self.gate(features)
-        if detach_from is not None and detach_from < g.shape[0]:
-            g = torch.cat([g[:detach_from], g[detach_from:].detach()])
         return [self._combine(f, g) for f in features]
 
 

@@ -164,8 +164,6 @@ def _batches(s: _Session, end: int) -> DataLoader:
         rank=s.ctx.rank, world_size=s.ctx.world_size, modality_dropout=tc.modality_dropout,
         intensity_augment=tc.intensity_augment, spatial_augment=tc.spatial_augment,
     )
-    if s.method.needs_label_prior:
-        s.method.set_label_prior(dataset.label_fractions(s.method.ctx.num_classes))
     return make_loader(dataset, s.start, end,
                        resolve_num_workers(tc.num_workers, s.ctx.world_size), tc.seed)
 
