@@ -13,8 +13,8 @@ output's probabilities between the backends.
 The raw record goes to ``benchmarks/results/onnx_speed/<date>.json`` (command, machine,
 commit, date, versions, timings).
 
-Usage: python benchmarks/onnx_speed.py [--methods ours mean_teacher] [--repeats 5]
-       [--threads 2] [--iterations 20] [--shape 96 96 80] [--work runs/bench_onnx]
+Usage: python benchmarks/onnx_speed.py [--methods ours mean_teacher] [--repeats 3]
+       [--threads 2] [--iterations 20] [--shape 64 64 48] [--work runs/bench_onnx]
 """
 
 from __future__ import annotations
@@ -88,10 +88,10 @@ def measure(zip_path: Path, image: np.ndarray, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["ours", "mean_teacher"])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--shape", type=int, nargs=3, default=[96, 96, 80])
+    parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 48])
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench_onnx")
     args = parser.parse_args()
     import onnxruntime
