@@ -63,7 +63,7 @@ def _timed(run, image: np.ndarray) -> tuple[float, float, dict[str, np.ndarray]]
 
 def measure(zip_path: Path, image: np.ndarray, repeats: int) -> dict:
     """Time both backends on ``image`` and compare their outputs."""
-    runs = {"torch": load_model_file(zip_path, device="cpu"),
+    runs = {"torch": load_model_file(zip_path, device="cpu", backend="torch"),
             "onnxruntime": load_model_file(zip_path, backend="onnxruntime")}
     times: dict[str, dict[str, list[float]]] = {b: {"wall_s": [], "cpu_s": []} for b in runs}
     probs = {b: _timed(r, image)[2] for b, r in runs.items()}  # warm-up, and the outputs

@@ -17,6 +17,7 @@ from _nifti import LPS, RAS, head_image, write_nifti
 from duetseg.cli import main
 from duetseg.errors import ConfigError, ModelFileError
 from duetseg.export import export_model, load_model_file, read_package
+from duetseg.export.onnx import OrtPredictor
 from duetseg.export.package import FORMAT_VERSION, MANIFEST
 from duetseg.run.checkpoint import load_checkpoint
 from duetseg.run.layout import RunDir
@@ -207,8 +208,10 @@ def test_a_failed_export_leaves_nothing(exported_models, tmp_path, monkeypatch):
 @pytest.mark.parametrize("method", ["ours", "mean_teacher"])
 def test_onnxruntime_probabilities_match_torch(method, exported_models):
     path = exported_models[f"{method}_zip"]
-    torch_model = load_model_file(path, device="cpu")
+    torch_model = load_model_file(path, device="cpu", backend="torch")
     ort_model = load_model_file(path, backend="onnxruntime")
+    assert isinstance(ort_model.predictor, OrtPredictor)
+    assert not isinstance(torch_model.predictor, OrtPredictor)
     image = np.random.default_rng(5).normal(size=(2, 37, 29, 21)).astype(np.float32)
     expected = predict_probabilities(torch_model, image)
     got = predict_probabilities(ort_model, image)
@@ -225,13 +228,23 @@ def test_onnxruntime_probabilities_match_torch(method, exported_models):
 def test_onnxruntime_backend_through_predict(exported_models, new_cases, tmp_path):
     path = exported_models["ours_zip"]
     predict_folder(path, new_cases, tmp_path / "torch", device="cpu", progress=False,
-                   save_probabilities=True)
+                   save_probabilities=True, backend="torch")
     main(["predict", "--model", str(path), "--backend", "onnxruntime", "--input",
           str(new_cases), "--out", str(tmp_path / "ort"), "--save-probabilities", "--quiet"])
     for case in ("new_ras", "new_lps"):
         a = nib.load(str(tmp_path / "torch" / f"{case}_prob.nii.gz")).get_fdata()
         b = nib.load(str(tmp_path / "ort" / f"{case}_prob.nii.gz")).get_fdata()
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+
+
+def test_auto_backend_is_onnxruntime_on_the_cpu_when_it_can(exported_models, tmp_path,
+                                                            monkeypatch):
+    with_graph = exported_models["mean_teacher_zip"]
+    assert isinstance(load_model_file(with_graph, device="cpu").predictor, OrtPredictor)
+    plain = export_model(exported_models["mean_teacher_run"], tmp_path / "plain.zip")
+    assert not isinstance(load_model_file(plain, device="cpu").predictor, OrtPredictor)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    assert not isinstance(load_model_file(with_graph, device="cpu").predictor, OrtPredictor)
 
 
 def test_onnxruntime_needs_the_graph_and_the_package(exported_models, tmp_path, monkeypatch,

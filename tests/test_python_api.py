@@ -59,7 +59,7 @@ def test_files_and_arrays_give_the_predict_masks(exported_models, case_files, tm
 
 def test_from_run_and_single_network(exported_models, case_files):
     run = Segmenter.from_run(exported_models["mean_teacher_run"], device="cpu")
-    model = Segmenter.load(exported_models["mean_teacher_zip"], device="cpu")
+    model = Segmenter.load(exported_models["mean_teacher_zip"], device="cpu", backend="torch")
     images = {m: str(p) for m, p in case_files.items()}
     a, b = run.predict(images), model.predict(images)
     assert a.disagreement is None and b.disagreement is None

@@ -153,7 +153,8 @@ def predict(
     checkpoint: Annotated[str, typer.Option(help="best | last (with --run)")] = "best",
     device: Annotated[str, typer.Option()] = "auto",
     backend: Annotated[str, typer.Option(
-        help="torch | onnxruntime (a --model exported with --onnx; CPU)")] = "torch",
+        help="auto (onnxruntime on the CPU for a --model exported with --onnx, when "
+             "onnxruntime is installed; else torch) | torch | onnxruntime")] = "auto",
     tta: Annotated[bool, typer.Option(help="flip test-time augmentation")] = False,
     layout: Annotated[str, typer.Option(help=" | ".join(("auto", *LAYOUTS)))] = "auto",
     largest_component: Annotated[bool, typer.Option(
@@ -178,7 +179,7 @@ def predict(
 
     if (run is None) == (model is None):
         raise typer.BadParameter("give either --run or --model", param_hint="--run/--model")
-    if run is not None and backend != "torch":
+    if run is not None and backend == "onnxruntime":
         raise typer.BadParameter("--backend onnxruntime needs --model (a file from "
                                  "`duetseg export --onnx`)", param_hint="--backend")
     paths = predict_folder(run or model, input_path, out, checkpoint, device, layout=layout,

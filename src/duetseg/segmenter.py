@@ -60,13 +60,15 @@ class Segmenter:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto",
-             backend: str = "torch") -> Segmenter:
+             backend: str = "auto") -> Segmenter:
         """Open a model file from ``duetseg export``.
 
         Args:
             path: the model file.
             device: "auto", "cpu", "cuda", ...
-            backend: ``torch`` or ``onnxruntime`` (a file exported with ``--onnx``).
+            backend: ``torch``, ``onnxruntime`` (a file exported with ``--onnx``) or
+                ``auto``: onnxruntime on the CPU when the file holds the ONNX graph and
+                onnxruntime is installed, else torch.
 
         Raises:
             ModelFileError: the file fails verification or cannot serve ``backend``.

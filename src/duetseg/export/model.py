@@ -34,9 +34,33 @@ from duetseg.run.trained import (
     run_preprocessing,
 )
 
-__all__ = ["BACKENDS", "export_model", "load_model", "load_model_file"]
+__all__ = ["BACKENDS", "export_model", "load_model", "load_model_file", "resolve_backend"]
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def _onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device, has_graph: bool) -> str:
+    """The backend ``auto`` means: ``onnxruntime`` on the CPU when the model file holds its
+    ONNX graph and onnxruntime is installed (faster at the same masks:
+    ``benchmarks/onnx_speed.py``), else ``torch``; other values are returned as they are.
+
+    Raises:
+        ConfigError: an unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} ({' | '.join(BACKENDS)})")
+    if backend != "auto":
+        return backend
+    cpu = device.type == "cpu"
+    return "onnxruntime" if cpu and has_graph and _onnxruntime_available() else "torch"
 
 
 def _json(data: Any) -> bytes:
@@ -94,13 +118,14 @@ def export_model(run_dir: str | os.PathLike, out: str | os.PathLike, checkpoint:
 
 
 def load_model_file(path: str | os.PathLike, device: str = "auto",
-                    backend: str = "torch") -> TrainedRun:
+                    backend: str = "auto") -> TrainedRun:
     """Open a model file from :func:`export_model` as a predictor.
 
     Args:
         path: the model file.
         device: "auto", "cpu", "cuda", ... (``onnxruntime`` runs on the CPU).
-        backend: ``torch`` or ``onnxruntime`` (needs the file's ONNX graph).
+        backend: ``torch``, ``onnxruntime`` (needs the file's ONNX graph) or ``auto``
+            (:func:`resolve_backend`).
 
     Returns:
         The model, ready to predict (``run_dir`` None).
@@ -111,9 +136,8 @@ def load_model_file(path: str | os.PathLike, device: str = "auto",
             do not fit the model, or ``onnxruntime`` asked of a file without an ONNX graph
             or without onnxruntime installed.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r} ({' | '.join(BACKENDS)})")
     pkg = read_package(path)
+    backend = resolve_backend(backend, resolve_device(device), pkg.has(ONNX_MEMBER))
     if backend == "onnxruntime":
         if not pkg.has(ONNX_MEMBER):
             raise pkg.error(f"has no ONNX graph ({ONNX_MEMBER}), which --backend onnxruntime "
@@ -139,14 +163,15 @@ def load_model_file(path: str | os.PathLike, device: str = "auto",
 
 
 def load_model(source: str | os.PathLike, checkpoint: str = "best", device: str = "auto",
-               backend: str = "torch") -> TrainedRun:
+               backend: str = "auto") -> TrainedRun:
     """A run directory or a model file, ready to predict.
 
     Args:
         source: a trained run directory, or a model file from :func:`export_model`.
         checkpoint: "best" or "last" (a run directory only).
         device: "auto", "cpu", "cuda", ...
-        backend: ``torch``, or ``onnxruntime`` (a model file exported with ``onnx=True``).
+        backend: ``torch``, ``onnxruntime`` (a model file exported with ``onnx=True``) or
+            ``auto`` (a run directory: torch; a model file: :func:`resolve_backend`).
 
     Returns:
         The model.
@@ -157,7 +182,7 @@ def load_model(source: str | os.PathLike, checkpoint: str = "best", device: str 
         ModelFileError: see :func:`load_model_file`.
     """
     if Path(source).is_dir():
-        if backend != "torch":
+        if backend not in ("auto", "torch"):
             raise ConfigError(f"--backend {backend} needs a model file from 'duetseg export "
                               f"--onnx', not the run directory {source}")
         return load_trained_run(source, checkpoint, device)

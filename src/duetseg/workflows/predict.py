@@ -221,7 +221,7 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
                    device: str = "auto", layout: str = "auto", tta_flip: bool = False,
                    progress: bool = True, largest_component: bool = False,
                    save_probabilities: bool = False, save_disagreement: bool = False,
-                   skip_existing: bool = False, backend: str = "torch") -> list[Path]:
+                   skip_existing: bool = False, backend: str = "auto") -> list[Path]:
     """Segment every case found in ``input_path`` with a trained run or an exported model.
 
     Cases are read with the run's modalities and preprocessed exactly as its cache was; each
@@ -252,8 +252,8 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
         save_disagreement: also write ``<case>_disagreement.nii.gz``.
         skip_existing: keep cases whose files and ``disagreement.csv`` row already exist
             (default: every case is predicted again and overwritten).
-        backend: ``torch``, or ``onnxruntime`` (a model file exported with its ONNX graph;
-            see :func:`duetseg.export.load_model`).
+        backend: ``torch``, ``onnxruntime`` (a model file exported with its ONNX graph) or
+            ``auto`` (see :func:`duetseg.export.load_model`).
 
     Returns:
         Paths of the masks of all cases (written or kept).
