@@ -92,11 +92,18 @@ class TrainedRun:
 
     @property
     def cache(self) -> Cache:
-        """The run's cache (``cfg.cache``), opened on first use (evaluation, suggestions)."""
+        """The run's cache (``cfg.cache``), opened on first use (evaluation, suggestions).
+
+        Raises:
+            ConfigError: no cache, or one re-prepared with other settings than the model's.
+        """
         if self._cache is None:
             if self.cfg.cache is None:
                 raise ConfigError(f"{self.checkpoint}: the config names no cache")
-            self._cache = Cache(self.cfg.cache)
+            cache = Cache(self.cfg.cache)
+            check_compatible({"meta": checkpoint_meta(self.cfg, self.preprocessing)},
+                             checkpoint_meta(self.cfg, cache), self.checkpoint)
+            self._cache = cache
         return self._cache
 
     @property
