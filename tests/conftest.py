@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from _tiny_run import train_tiny
 
 from duetseg.config import PrepareConfig
 from duetseg.data.cache import Cache
@@ -58,3 +59,24 @@ def benchmark_module(monkeypatch) -> Callable[[str], ModuleType]:
     ``sys.path`` for the test, as running a script there does)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     return importlib.import_module
+
+
+@pytest.fixture(scope="session")
+def exported_models(tmp_path_factory, synthetic_cache) -> dict[str, Path]:
+    """Two tiny runs exported once with their ONNX graphs: ``ours`` (DuetNet, two branches)
+    and ``mean_teacher`` (one network). Keys: ``cache``, ``<method>_run``, ``<method>_zip``."""
+    from duetseg.export import export_model
+
+    root = tmp_path_factory.mktemp("exported")
+    cache = synthetic_cache(root)
+    out = {"cache": cache.root}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for method in ("ours", "mean_teacher"):
+            run = train_tiny(cache, root / method, **{"method.name": method})
+            out[f"{method}_run"] = run
+            out[f"{method}_zip"] = export_model(run, root / f"{method}.zip", onnx=True)
+    finally:
+        torch.set_num_threads(before)
+    return out

@@ -8,13 +8,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 from _nifti import LPS, RAS, head_image, write_nifti
+from _tiny_run import train_tiny
 from scipy import ndimage
 
 from duetseg.cli import main
-from duetseg.config import load_config
 from duetseg.errors import ConfigError, InputError
 from duetseg.inference.postprocess import keep_largest_component
-from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 from duetseg.workflows.predict import (
     CSV_COLUMNS,
@@ -26,18 +25,7 @@ from duetseg.workflows.predict import (
 ODD = (37, 45, 29)  # larger than the 16^3 training crops, no axis a multiple of 16
 
 
-def _train(cache, out, **over):
-    base = {
-        "cache": str(cache.root), "splits.labeled": 2, "splits.val": 1, "splits.test": 1,
-        "model.base_width": 2, "model.dropout": 0.0, "train.crop_size": [16, 16, 16],
-        "train.batch_size": 4, "train.labeled_bs": 2, "train.num_workers": 0,
-        "train.max_iterations": 2, "train.val_every": 2, "train.checkpoint_every": 2,
-        "inference.sw_batch_size": 8, "inference.overlap": 0.25,
-    }
-    base.update(over)
-    cfg = load_config("demo", [f"{k}={json.dumps(v)}" for k, v in base.items()])
-    train(cfg, out, progress=False)
-    return out
+_train = train_tiny
 
 
 @pytest.fixture(scope="module")

@@ -145,11 +145,16 @@ def evaluate_folder_cmd(
 
 @app.command()
 def predict(
-    run: Annotated[Path, typer.Option(help="trained run directory")],
     input_path: Annotated[Path, typer.Option("--input", help="folder or CSV of new cases")],
     out: Annotated[Path, typer.Option(help="output folder for <case>.nii.gz")],
-    checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
+    run: Annotated[Path | None, typer.Option(help="trained run directory")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="model file from `duetseg export` (instead of --run)")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best | last (with --run)")] = "best",
     device: Annotated[str, typer.Option()] = "auto",
+    backend: Annotated[str, typer.Option(
+        help="auto (onnxruntime on the CPU for a --model exported with --onnx, when "
+             "onnxruntime is installed; else torch) | torch | onnxruntime")] = "auto",
     tta: Annotated[bool, typer.Option(help="flip test-time augmentation")] = False,
     layout: Annotated[str, typer.Option(help=" | ".join(("auto", *LAYOUTS)))] = "auto",
     largest_component: Annotated[bool, typer.Option(
@@ -162,7 +167,8 @@ def predict(
         help="keep cases already complete in --out (default: predict all again)")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Segment new cases; masks keep each input's shape and affine.
+    """Segment new cases with a run (--run) or a model file (--model); masks keep each
+    input's shape and affine.
 
     Writes <case>.nii.gz per case and disagreement.csv (case, disagreement, entropy,
     foreground_voxels, volume_ml, modalities_used): sort by disagreement, highest first, to
@@ -171,12 +177,37 @@ def predict(
     """
     from duetseg.workflows.predict import predict_folder
 
-    paths = predict_folder(run, input_path, out, checkpoint, device, layout=layout,
+    if (run is None) == (model is None):
+        raise typer.BadParameter("give either --run or --model", param_hint="--run/--model")
+    if run is not None and backend == "onnxruntime":
+        raise typer.BadParameter("--backend onnxruntime needs --model (a file from "
+                                 "`duetseg export --onnx`)", param_hint="--backend")
+    paths = predict_folder(run or model, input_path, out, checkpoint, device, layout=layout,
                            tta_flip=tta, progress=not quiet,
                            largest_component=largest_component,
                            save_probabilities=save_probabilities,
-                           save_disagreement=save_disagreement, skip_existing=skip_existing)
+                           save_disagreement=save_disagreement, skip_existing=skip_existing,
+                           backend=backend)
     typer.echo(f"wrote {len(paths)} masks to {out} (and disagreement.csv)")
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="trained run directory")],
+    out: Annotated[Path, typer.Argument(help="model file to write, e.g. model.zip")],
+    checkpoint: Annotated[str, typer.Option(help="best | last")] = "best",
+    onnx: Annotated[bool, typer.Option(
+        help="also store the network as ONNX (predict --backend onnxruntime)")] = False,
+) -> None:
+    """Pack a run's weights, config and preprocessing into one file for `predict --model`.
+
+    The file needs neither the run directory nor its cache; it holds no pickle and every
+    member is checked against the manifest's SHA-256 when it is read.
+    """
+    from duetseg.export import export_model
+
+    path = export_model(run_dir, out, checkpoint, onnx=onnx)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DuetsegError", "InputError", "ConfigError"]
+__all__ = ["DuetsegError", "InputError", "ConfigError", "ModelFileError"]
 
 
 class DuetsegError(Exception):
@@ -39,3 +39,8 @@ class InputError(DuetsegError):
 
 class ConfigError(DuetsegError):
     """An invalid configuration or a run directory that does not match it."""
+
+
+class ModelFileError(InputError):
+    """A model file from ``duetseg export`` that cannot be used (the message names the file):
+    changed or missing members, a newer format, pickled content, or no ONNX graph."""

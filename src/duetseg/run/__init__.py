@@ -3,6 +3,8 @@
 * :mod:`duetseg.run.layout`: :class:`RunDir` / :class:`EvalDir`, every path of a run
   (standard library only);
 * :mod:`duetseg.run.config`: :func:`load_run_config`, the saved ``config.yaml`` (no torch);
+* :mod:`duetseg.run.preprocessing`: :class:`Preprocessing`, what prediction needs of the
+  cache (``preprocessing.json``; no torch);
 * :mod:`duetseg.run.checkpoint`: writing, loading and checking checkpoints (torch);
 * :mod:`duetseg.run.trained`: :func:`load_trained_run`, a trained run as a predictor (torch).
 
@@ -12,8 +14,7 @@ and ``from duetseg.run import RunDir`` do not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from duetseg._lazy import lazy_exports
 
 _EXPORTS = {
     "CHECKPOINT_NAMES": "layout",
@@ -24,6 +25,7 @@ _EXPORTS = {
     "checkpoint_meta": "checkpoint",
     "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint",
+    "Preprocessing": "preprocessing",
     "TrainedRun": "trained",
     "load_trained_run": "trained",
     "method_context": "trained",
@@ -33,20 +35,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its submodule on first access.
-
-    Raises:
-        AttributeError: ``name`` is not exported.
-    """
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -18,13 +18,14 @@ from duetseg.atomic import atomic_path
 from duetseg.config import Config, ModelConfig
 from duetseg.data.cache import Cache, fingerprint
 from duetseg.errors import ConfigError
+from duetseg.run.preprocessing import Preprocessing
 
 __all__ = ["check_compatible", "checkpoint_meta", "load_checkpoint", "save_checkpoint"]
 
 _ADDED_LATER = frozenset({"preprocessing"})
 
 
-def checkpoint_meta(cfg: Config, cache: Cache) -> dict[str, Any]:
+def checkpoint_meta(cfg: Config, cache: Cache | Preprocessing) -> dict[str, Any]:
     """Identity of a model: a checkpoint is only loaded where these match.
 
     ``preprocessing`` is the fingerprint of the cache's settings (spacing, normalisation,
@@ -32,7 +33,7 @@ def checkpoint_meta(cfg: Config, cache: Cache) -> dict[str, Any]:
 
     Args:
         cfg: the run's config.
-        cache: the run's cache.
+        cache: the run's cache, or its :class:`~duetseg.run.preprocessing.Preprocessing`.
 
     Returns:
         Modalities, number of classes, method name, model settings and preprocessing.

@@ -5,6 +5,7 @@
     <run>/
         config.yaml                     resolved configuration       RunDir.config_file
         splits.json                     case lists                   RunDir.splits_file
+        preprocessing.json              the cache's settings         RunDir.preprocessing_file
         log.csv                         training log                 RunDir.log_file
         tensorboard/                    TensorBoard events           RunDir.tensorboard_dir
         checkpoints/                                                 RunDir.checkpoint_dir
@@ -108,6 +109,11 @@ class RunDir(_Folder):
     def splits_file(self) -> Path:
         """``splits.json``: train / val / test / labeled / unlabeled case lists."""
         return self.root / "splits.json"
+
+    @property
+    def preprocessing_file(self) -> Path:
+        """``preprocessing.json``: the cache's settings and identity, what prediction needs."""
+        return self.root / "preprocessing.json"
 
     @property
     def log_file(self) -> Path:

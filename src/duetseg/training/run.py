@@ -12,6 +12,7 @@ from duetseg.errors import ConfigError
 from duetseg.methods.registry import resolved_options
 from duetseg.run.config import load_run_config
 from duetseg.run.layout import RunDir
+from duetseg.run.preprocessing import Preprocessing
 
 __all__ = ["RESUMABLE_WITH_CHANGES", "prepare_run_dir"]
 
@@ -52,10 +53,11 @@ def prepare_run_dir(cfg: Config, cache: Cache, run_dir: Path,
                     resume: bool) -> dict[str, list[str]]:
     """Create or re-open ``run_dir`` and return its splits.
 
-    A new run writes ``config.yaml`` (method options with their defaults spelled out) and
-    ``splits.json``. A resumed run must have the same config (the number of iterations
-    included: poly decay depends on it; options compared with defaults filled in), except
-    the speed-only settings in ``RESUMABLE_WITH_CHANGES``.
+    A new run writes ``config.yaml`` (method options with their defaults spelled out),
+    ``splits.json`` and ``preprocessing.json`` (what prediction needs of the cache). A
+    resumed run must have the same config (the number of iterations included: poly decay
+    depends on it; options compared with defaults filled in), except the speed-only
+    settings in ``RESUMABLE_WITH_CHANGES``.
 
     Args:
         cfg: the run's config.
@@ -93,4 +95,5 @@ def prepare_run_dir(cfg: Config, cache: Cache, run_dir: Path,
         splits = make_splits(cache.cases, cache.labelled_cases, cfg.splits)
         save_splits(splits, paths.splits_file)
     save_text(with_resolved_options(cfg).to_yaml(), paths.config_file)
+    Preprocessing.from_cache(cache).save(paths.preprocessing_file)
     return splits

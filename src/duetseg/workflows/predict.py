@@ -40,13 +40,15 @@ from duetseg.data.discovery import discover_cases
 from duetseg.data.geometry import restore_to_original, write_like_original
 from duetseg.data.preprocess import fill_missing_modalities, preprocess_case
 from duetseg.errors import ConfigError
+from duetseg.export.model import load_model
 from duetseg.inference.postprocess import keep_largest_component
 from duetseg.output_spec import branch_modalities
 from duetseg.progress import progress_bar
-from duetseg.run.trained import load_trained_run, predict_probabilities
+from duetseg.run.trained import predict_probabilities
 from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
 
-__all__ = ["CSV_COLUMNS", "disagreement_map", "normalised_entropy", "predict_folder"]
+__all__ = ["CSV_COLUMNS", "CasePrediction", "disagreement_map", "normalised_entropy",
+           "predict_case", "predict_folder"]
 
 CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml",
                "modalities_used")
@@ -117,11 +119,55 @@ def _write_rows(rows: dict[str, dict], path: Path) -> None:
     save_text(buf.getvalue(), path)
 
 
-def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: bool,
-                  save_probabilities: bool, save_disagreement: bool) -> dict:
-    """Predict one case, write its files and return its ``disagreement.csv`` row."""
-    modalities = list(run.cache.settings.modalities)
-    case = preprocess_case(dataclasses.replace(spec, label=None), run.cache.settings)
+@dataclasses.dataclass
+class CasePrediction:
+    """One case predicted, everything in the input's original geometry.
+
+    Attributes:
+        probabilities: output name -> (C, X, Y, Z) float32 probabilities.
+        primary: the primary output's name.
+        mask: (X, Y, Z) uint8 label map of the primary output (largest component applied
+            when asked).
+        disagreement: (X, Y, Z) float32 :func:`disagreement_map`.
+        entropy: (X, Y, Z) float32 normalised entropy of the primary output.
+        region: (X, Y, Z) bool, the voxels any output calls foreground.
+        branches: how many branch outputs the prediction compares (0: a single network).
+        present: the modalities the case had.
+        properties: the case's preprocessing properties (original geometry).
+    """
+
+    probabilities: dict[str, np.ndarray]
+    primary: str
+    mask: np.ndarray
+    disagreement: np.ndarray
+    entropy: np.ndarray
+    region: np.ndarray
+    branches: int
+    present: list[str]
+    properties: dict
+
+    @property
+    def affine(self) -> np.ndarray:
+        """Voxel -> world affine of the input (and of every array here)."""
+        return np.asarray(self.properties["original_affine"], dtype=float)
+
+
+def predict_case(run, spec, tta_flip: bool = False,
+                 largest_component: bool = False) -> CasePrediction:
+    """Preprocess one case as the model's cache was, predict it, restore the input geometry.
+
+    Args:
+        run: a :class:`~duetseg.run.trained.TrainedRun` (a run or an exported model).
+        spec: the case's files (all of the model's modalities or, for a model trained with
+            modality dropout, some of them).
+        tta_flip: flip test-time augmentation (also on when the model's config sets it).
+        largest_component: keep the largest connected component of each class of the mask.
+
+    Returns:
+        The case's outputs in the geometry of its (reference modality's) files.
+    """
+    modalities = list(run.preprocessing.settings.modalities)
+    case = preprocess_case(dataclasses.replace(spec, label=None), run.preprocessing.settings)
     case = fill_missing_modalities(case, modalities)
     props = case.properties
     primary = run.method.primary_output
@@ -139,25 +185,35 @@ def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: b
         region |= p.argmax(0) > 0
     if largest_component:
         mask = keep_largest_component(mask)
-    dis = disagreement_map(probs, primary, branches)
-    ent = normalised_entropy(probs[primary])
+    return CasePrediction(
+        probabilities=probs, primary=primary, mask=mask,
+        disagreement=disagreement_map(probs, primary, branches),
+        entropy=normalised_entropy(probs[primary]), region=region,
+        branches=sum(1 for b in branches if b in probs), present=present, properties=props)
+
+
+def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: bool,
+                  save_probabilities: bool, save_disagreement: bool) -> dict:
+    """Predict one case, write its files and return its ``disagreement.csv`` row."""
+    pred = predict_case(run, spec, tta_flip, largest_component)
+    props, mask, dis = pred.properties, pred.mask, pred.disagreement
     if save_probabilities:
-        write_like_original(probs[primary], props, out_dir / f"{spec.case}_prob.nii.gz",
-                            dtype=np.float32)
+        write_like_original(pred.probabilities[pred.primary], props,
+                            out_dir / f"{spec.case}_prob.nii.gz", dtype=np.float32)
     if save_disagreement:
         write_like_original(dis, props, out_dir / f"{spec.case}_disagreement.nii.gz",
                             dtype=np.float32)
     write_like_original(mask, props, out_dir / f"{spec.case}.nii.gz")
-    voxel_ml = abs(float(np.linalg.det(np.asarray(props["original_affine"])[:3, :3]))) / 1000
+    voxel_ml = abs(float(np.linalg.det(pred.affine[:3, :3]))) / 1000
     fg = int((mask > 0).sum())
-    has = bool(region.any())
+    has = bool(pred.region.any())
     return {
         "case": spec.case,
-        "disagreement": f"{float(dis[region].mean()) if has else math.nan:.6f}",
-        "entropy": f"{float(ent[region].mean()) if has else math.nan:.6f}",
+        "disagreement": f"{float(dis[pred.region].mean()) if has else math.nan:.6f}",
+        "entropy": f"{float(pred.entropy[pred.region].mean()) if has else math.nan:.6f}",
         "foreground_voxels": fg,
         "volume_ml": f"{fg * voxel_ml:.4f}",
-        "modalities_used": modalities_used(present),
+        "modalities_used": modalities_used(pred.present),
     }
 
 
@@ -165,8 +221,8 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
                    device: str = "auto", layout: str = "auto", tta_flip: bool = False,
                    progress: bool = True, largest_component: bool = False,
                    save_probabilities: bool = False, save_disagreement: bool = False,
-                   skip_existing: bool = False) -> list[Path]:
-    """Segment every case found in ``input_path`` with a trained run.
+                   skip_existing: bool = False, backend: str = "auto") -> list[Path]:
+    """Segment every case found in ``input_path`` with a trained run or an exported model.
 
     Cases are read with the run's modalities and preprocessed exactly as its cache was; each
     mask is written as ``<out_dir>/<case>.nii.gz`` with the input's shape and affine (see the
@@ -181,10 +237,10 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     ``train.modality_dropout`` > 0: see :mod:`duetseg.workflows.missing`.
 
     Args:
-        run_dir: trained run directory.
+        run_dir: trained run directory, or a model file from ``duetseg export``.
         input_path: BraTS-style folder, nnU-Net raw folder or CSV manifest.
         out_dir: output folder (created); must differ from the input folder.
-        checkpoint: "best" or "last".
+        checkpoint: "best" or "last" (a run directory only).
         device: "auto", "cpu", "cuda", ...
         layout: input layout ("auto", "brats", "nnunet", "csv").
         tta_flip: flip test-time augmentation (also on when the run's config sets it).
@@ -196,12 +252,16 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
         save_disagreement: also write ``<case>_disagreement.nii.gz``.
         skip_existing: keep cases whose files and ``disagreement.csv`` row already exist
             (default: every case is predicted again and overwritten).
+        backend: ``torch``, ``onnxruntime`` (a model file exported with its ONNX graph) or
+            ``auto`` (see :func:`duetseg.export.load_model`).
 
     Returns:
         Paths of the masks of all cases (written or kept).
 
     Raises:
-        ConfigError: output folder equal to the input folder.
+        ConfigError: output folder equal to the input folder, or a run that cannot be
+            loaded.
+        ModelFileError: a model file that cannot be used (names the file and the fault).
         InputError: unreadable or inconsistent input (names the case and file), a case
             with none of the run's modalities, or one lacking a modality when the run was
             trained without ``train.modality_dropout``.
@@ -209,9 +269,9 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     input_path, out_dir = Path(input_path), Path(out_dir)
     if out_dir.resolve() == (input_path if input_path.is_dir() else input_path.parent).resolve():
         raise ConfigError(f"output folder {out_dir} must differ from the input folder")
-    run = load_trained_run(run_dir, checkpoint, device)
+    run = load_model(run_dir, checkpoint, device, backend)
     largest_component = largest_component or run.cfg.inference.largest_component
-    modalities = list(run.cache.settings.modalities)
+    modalities = list(run.preprocessing.settings.modalities)
     specs = discover_cases(input_path, modalities, layout, allow_missing=True)
     check_missing_allowed(specs, modalities, run.cfg.train.modality_dropout)
     remove_temporaries(out_dir)  # left by a killed atomic write

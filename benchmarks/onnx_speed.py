@@ -1,0 +1,150 @@
+"""CPU prediction time of PyTorch against ONNX Runtime on the same weights and volume.
+
+For each method (default ``ours``, DuetNet with two branches, and ``mean_teacher``, one
+V-Net): a model is trained briefly on the built-in synthetic data (the ``demo`` preset:
+base width 8, 32^3 windows; the weights do not change the cost), exported with its ONNX
+graph, then loaded twice from the file, once per backend. Both predict the same cached
+volume with the run's sliding-window settings (``predict_probabilities``, what
+``duetseg predict`` calls), ``--repeats`` times each, alternating, after one warm-up each;
+both use ``--threads`` intra-op threads. Recorded per backend: the median wall time and the
+median CPU time of the process (all threads), and the largest absolute difference of any
+output's probabilities between the backends.
+
+The raw record goes to ``benchmarks/results/onnx_speed/<date>.json`` (command, machine,
+commit, date, versions, timings).
+
+Usage: python benchmarks/onnx_speed.py [--methods ours mean_teacher] [--repeats 3]
+       [--threads 2] [--iterations 20] [--shape 64 64 48] [--work runs/bench_onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import REPO
+
+from duetseg import __version__
+from duetseg.config import PrepareConfig, load_config
+from duetseg.data.prepare import prepare_dataset
+from duetseg.data.synthetic import make_synthetic_dataset
+from duetseg.export import export_model, load_model_file
+from duetseg.run.trained import predict_probabilities
+from duetseg.training import train
+
+RESULTS = REPO / "benchmarks" / "results" / "onnx_speed"
+
+
+def _commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "HEAD")
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _timed(run, image: np.ndarray) -> tuple[float, float, dict[str, np.ndarray]]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    probs = predict_probabilities(run, image, tta_flip=False)
+    return time.perf_counter() - wall, time.process_time() - cpu, probs
+
+
+def measure(zip_path: Path, image: np.ndarray, repeats: int) -> dict:
+    """Time both backends on ``image`` and compare their outputs."""
+    runs = {"torch": load_model_file(zip_path, device="cpu", backend="torch"),
+            "onnxruntime": load_model_file(zip_path, backend="onnxruntime")}
+    times: dict[str, dict[str, list[float]]] = {b: {"wall_s": [], "cpu_s": []} for b in runs}
+    probs = {b: _timed(r, image)[2] for b, r in runs.items()}  # warm-up, and the outputs
+    for _ in range(repeats):
+        for backend, run in runs.items():
+            wall, cpu, _ = _timed(run, image)
+            times[backend]["wall_s"].append(wall)
+            times[backend]["cpu_s"].append(cpu)
+    diff = max(float(np.abs(probs["torch"][k] - probs["onnxruntime"][k]).max())
+               for k in probs["torch"])
+    masks_equal = all(np.array_equal(probs["torch"][k].argmax(0),
+                                     probs["onnxruntime"][k].argmax(0)) for k in probs["torch"])
+    out = {"max_abs_prob_diff": diff, "argmax_equal": masks_equal}
+    for backend, t in times.items():
+        out[backend] = {"median_wall_s": statistics.median(t["wall_s"]),
+                        "median_cpu_s": statistics.median(t["cpu_s"]), **t}
+    out["speedup_wall"] = out["torch"]["median_wall_s"] / out["onnxruntime"]["median_wall_s"]
+    out["speedup_cpu"] = out["torch"]["median_cpu_s"] / out["onnxruntime"]["median_cpu_s"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=["ours", "mean_teacher"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--shape", type=int, nargs=3, default=[64, 64, 48])
+    parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench_onnx")
+    args = parser.parse_args()
+    import onnxruntime
+
+    torch.set_num_threads(args.threads)
+    shutil.rmtree(args.work, ignore_errors=True)
+    raw = make_synthetic_dataset(args.work / "raw", n_cases=12, shape=tuple(args.shape))
+    cache = prepare_dataset(raw, args.work / "cache",
+                            PrepareConfig(modalities=["t1ce", "t2"], layout="brats",
+                                          label_mapping="whole_tumour"),
+                            num_workers=1, progress=False)
+    case = cache.cases[0]
+    image = cache.load_image(case, mmap=False)
+    results = {}
+    for method in args.methods:
+        cfg = load_config("demo", [f"cache={cache.root}", f"method.name={method}",
+                                   f"train.max_iterations={args.iterations}",
+                                   f"train.val_every={args.iterations}",
+                                   f"train.checkpoint_every={args.iterations}",
+                                   "train.num_workers=0"])
+        run_dir = args.work / method
+        train(cfg, run_dir, progress=False)
+        zip_path = export_model(run_dir, args.work / f"{method}.zip", onnx=True)
+        results[method] = {"roi_size": list(cfg.train.crop_size),
+                           "overlap": cfg.inference.overlap,
+                           "sw_batch_size": cfg.inference.sw_batch_size,
+                           "base_width": cfg.model.base_width,
+                           **measure(zip_path, image, args.repeats)}
+        r = results[method]
+        print(f"{method}: torch {r['torch']['median_wall_s']:.3f} s wall / "
+              f"{r['torch']['median_cpu_s']:.3f} s CPU, onnxruntime "
+              f"{r['onnxruntime']['median_wall_s']:.3f} s / "
+              f"{r['onnxruntime']['median_cpu_s']:.3f} s, max |dp| "
+              f"{r['max_abs_prob_diff']:.2e}, argmax equal {r['argmax_equal']}")
+    now = _dt.datetime.now(_dt.timezone.utc)
+    record = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "machine": {"platform": platform.platform(), "processor": platform.processor()
+                    or platform.machine(), "cpu_count": os.cpu_count(),
+                    "threads": args.threads},
+        "commit": _commit(), "date": now.isoformat(timespec="seconds"),
+        "versions": {"duetseg": __version__, "torch": torch.__version__,
+                     "onnxruntime": onnxruntime.__version__,
+                     "python": platform.python_version()},
+        "volume": {"case": case, "shape": list(image.shape), "raw_shape": args.shape},
+        "repeats": args.repeats, "iterations_trained": args.iterations,
+        "results": results,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{now.strftime('%Y-%m-%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
