@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from duetseg.cli_support import expand_multi_value, log_to_stderr, parse_label_mapping, run_app
+from duetseg import __version__
+from duetseg.cli_support import (
+    expand_multi_value,
+    interruptible,
+    log_to_stderr,
+    parse_label_mapping,
+    run_app,
+)
 from duetseg.data.discovery import LAYOUTS
 
 __all__ = ["app", "main"]
@@ -16,8 +23,26 @@ __all__ = ["app", "main"]
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Semi-supervised multi-modal 3D segmentation (DuetNet).")
 
+_AGAIN = "run the same command again to resume (finished {what} are kept)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"duetseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print the version and exit")] = False,
+) -> None:
+    """Semi-supervised multi-modal 3D segmentation (DuetNet)."""
+
 
 @app.command()
+@interruptible(_AGAIN.format(what="cases"))
 def prepare(
     input_path: Annotated[Path, typer.Argument(help="BraTS folder, nnU-Net raw dataset or CSV")],
     out: Annotated[Path, typer.Option("--out", "-o", help="cache folder")],
@@ -69,6 +94,7 @@ def prepare(
 
 
 @app.command("train")
+@interruptible("duetseg train --resume --out {out} resumes it from its last checkpoint")
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory")],
     cache: Annotated[Path | None, typer.Option(help="cache from `duetseg prepare`")] = None,
@@ -113,6 +139,8 @@ def train_cmd(
 
 
 @app.command()
+@interruptible("run the same command again (the masks written so far are complete; "
+               "metrics.csv and summary.json are written at the end)")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
@@ -131,6 +159,7 @@ def evaluate(
 
 
 @app.command("evaluate-folder")
+@interruptible("nothing was written; run the same command again")
 def evaluate_folder_cmd(
     pred: Annotated[Path, typer.Option(help="folder of <case>.nii.gz predictions")],
     ref: Annotated[Path, typer.Option(help="folder of <case>.nii.gz references")],
@@ -144,6 +173,8 @@ def evaluate_folder_cmd(
 
 
 @app.command()
+@interruptible("the masks written so far are complete; run the same command with "
+               "--skip-existing to predict only the rest")
 def predict(
     run: Annotated[Path, typer.Option(help="trained run directory")],
     input_path: Annotated[Path, typer.Option("--input", help="folder or CSV of new cases")],
@@ -207,6 +238,8 @@ def suggest(
 
 
 @app.command()
+@interruptible(_AGAIN.format(what="runs") + "; unfinished runs resume from their last "
+               "checkpoint")
 def experiment(
     grid: Annotated[Path, typer.Argument(help="grid YAML (methods x labelled x seeds)")],
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
@@ -229,6 +262,7 @@ def experiment(
 
 
 @app.command("experiment-run", hidden=True)
+@interruptible("the parent `duetseg experiment` resumes this run next time")
 def experiment_run(
     grid: Annotated[Path, typer.Argument(help="grid YAML")],
     name: Annotated[str, typer.Argument(help="run name (as planned by the grid)")],
