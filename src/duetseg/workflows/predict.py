@@ -38,6 +38,7 @@ import numpy as np
 from duetseg.atomic import remove_temporaries, save_text
 from duetseg.data.discovery import discover_cases
 from duetseg.data.geometry import restore_to_original, write_like_original
+from duetseg.data.nnunet_layout import channel_of_file
 from duetseg.data.preprocess import fill_missing_modalities, preprocess_case
 from duetseg.errors import ConfigError
 from duetseg.inference.postprocess import keep_largest_component
@@ -46,7 +47,8 @@ from duetseg.progress import progress_bar
 from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
 
-__all__ = ["CSV_COLUMNS", "disagreement_map", "normalised_entropy", "predict_folder"]
+__all__ = ["CSV_COLUMNS", "disagreement_map", "normalised_entropy", "predict_folder",
+           "trained_channels"]
 
 CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml",
                "modalities_used")
@@ -161,6 +163,22 @@ def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: b
     }
 
 
+def trained_channels(run) -> dict[str, int]:
+    """The nnU-Net channel index of each of the run's modalities, for inputs without names.
+
+    A run prepared from nnU-Net files keeps their channels (its cache records the source
+    file of every modality); any other run takes its modality order, channel ``i`` = the
+    ``i``-th modality, as ``nnUNetv2_predict`` assumes.
+    """
+    modalities = list(run.cache.settings.modalities)
+    cases = run.cache.cases
+    sources = run.cache.properties(cases[0]).get("source_files", {}) if cases else {}
+    found = {m: channel_of_file(Path(sources.get(m, "")).name) for m in modalities}
+    if all(ch is not None for ch in found.values()):
+        return {m: int(ch) for m, ch in found.items() if ch is not None}
+    return {m: i for i, m in enumerate(modalities)}
+
+
 def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: str = "best",
                    device: str = "auto", layout: str = "auto", tta_flip: bool = False,
                    progress: bool = True, largest_component: bool = False,
@@ -182,11 +200,14 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
 
     Args:
         run_dir: trained run directory.
-        input_path: BraTS-style folder, nnU-Net raw folder or CSV manifest.
+        input_path: BraTS-style folder (2018-2021 or 2023+ names), nnU-Net raw dataset
+            (``imagesTs/`` when it also has ``imagesTr/``), flat folder of nnU-Net channel
+            files (``<case>_0000.nii.gz``; channels named by a ``dataset.json`` in it, else
+            :func:`trained_channels`) or CSV manifest.
         out_dir: output folder (created); must differ from the input folder.
         checkpoint: "best" or "last".
         device: "auto", "cpu", "cuda", ...
-        layout: input layout ("auto", "brats", "nnunet", "csv").
+        layout: input layout ("auto", "brats", "nnunet", "csv", "nnunet_flat").
         tta_flip: flip test-time augmentation (also on when the run's config sets it).
         progress: show a progress bar.
         largest_component: keep only the largest connected component of each foreground
@@ -212,7 +233,8 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     run = load_trained_run(run_dir, checkpoint, device)
     largest_component = largest_component or run.cfg.inference.largest_component
     modalities = list(run.cache.settings.modalities)
-    specs = discover_cases(input_path, modalities, layout, allow_missing=True)
+    specs = discover_cases(input_path, modalities, layout, allow_missing=True, split="test",
+                           channels=trained_channels(run))
     check_missing_allowed(specs, modalities, run.cfg.train.modality_dropout)
     remove_temporaries(out_dir)  # left by a killed atomic write
     csv_path = out_dir / "disagreement.csv"
