@@ -17,6 +17,7 @@ from duetseg.cli_support import (
     run_app,
 )
 from duetseg.data.discovery import LAYOUTS
+from duetseg.evaluation.overlap import NSD_TOLERANCE_MM
 
 __all__ = ["app", "main"]
 
@@ -164,12 +165,28 @@ def evaluate_folder_cmd(
     pred: Annotated[Path, typer.Option(help="folder of <case>.nii.gz predictions")],
     ref: Annotated[Path, typer.Option(help="folder of <case>.nii.gz references")],
     out: Annotated[Path, typer.Option(help="where metrics.csv and summary.json go")],
+    classes: Annotated[list[int] | None, typer.Option(
+        help="classes to score, e.g. --classes 1 2 (default: every non-zero value found)")
+    ] = None,
+    label_mapping: Annotated[str | None, typer.Option(
+        help="reference value -> class before scoring, e.g. 1:1,2:1,4:1 (0:0 is implied)")
+    ] = None,
+    nsd_tolerance: Annotated[float, typer.Option(
+        help="normalised surface Dice tolerance in mm")] = NSD_TOLERANCE_MM,
 ) -> None:
-    """Score any folder of NIfTI predictions against references (Dice, ASD, ASSD, HD95)."""
-    from duetseg.evaluation.folder import evaluate_folder
+    """Score any folder of NIfTI predictions against references.
+
+    Dice, IoU, ASD, ASSD, HD95, RVD and normalised surface Dice per case and class, and
+    nnU-Net's summary.json fields; see docs/metrics.md.
+    """
+    from duetseg.cli_support import parse_class_mapping
+    from duetseg.evaluation.folder import OUTPUT_NAME, evaluate_folder
     from duetseg.evaluation.summary import format_table
 
-    typer.echo(format_table(evaluate_folder(pred, ref, out)))
+    mapping = None if label_mapping is None else parse_class_mapping(label_mapping)
+    summary = evaluate_folder(pred, ref, out, classes=classes, label_mapping=mapping,
+                              nsd_tolerance_mm=nsd_tolerance)
+    typer.echo(format_table({OUTPUT_NAME: summary[OUTPUT_NAME]}))
 
 
 @app.command()

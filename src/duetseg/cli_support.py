@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from duetseg.errors import DuetsegError
 
 __all__ = ["INTERRUPTED_EXIT", "Interrupted", "expand_multi_value", "interruptible",
-           "parse_label_mapping", "log_to_stderr", "run_app"]
+           "parse_class_mapping", "parse_label_mapping", "log_to_stderr", "run_app"]
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for a Ctrl-C'd program
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -62,7 +62,7 @@ def interruptible(hint: str) -> Callable[[_F], _F]:
 
 # Options that take several space-separated values (``--modalities t1ce t2``); click only
 # supports that for arguments, so ``main`` rewrites them into repeated options first.
-_MULTI_VALUE_OPTIONS = ("--modalities",)
+_MULTI_VALUE_OPTIONS = ("--modalities", "--classes")
 
 
 def expand_multi_value(argv: list[str]) -> list[str]:
@@ -89,6 +89,15 @@ def parse_label_mapping(text: str):
         return {int(k): int(v) for k, v in (p.split(":") for p in text.split(","))}
     except ValueError as exc:
         raise typer.BadParameter("use whole_tumour, identity, auto or e.g. '1:1,2:1,4:2'") from exc
+
+
+def parse_class_mapping(text: str) -> dict[int, int]:
+    """``evaluate-folder --label-mapping``: ``"src:dst,..."`` pairs; ``0:0`` is implied."""
+    mapping = parse_label_mapping(text)
+    if not isinstance(mapping, dict):
+        raise typer.BadParameter("use value pairs such as '1:1,2:1,4:1'",
+                                 param_hint="--label-mapping")
+    return {0: 0, **mapping}
 
 
 def log_to_stderr() -> None:
