@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from _cli import cli_error_line
+from _crash import assert_same_state, overrides, run_cli, signal_when, start_cli, tmp_files
 
 import duetseg.training.trainer as trainer_mod
 from duetseg.config import PrepareConfig, load_config
@@ -29,22 +26,6 @@ from duetseg.workflows.predict import predict_folder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PREP = PrepareConfig(modalities=["t1ce", "t2"], layout="brats", label_mapping="whole_tumour")
-# one thread: the runs to compare bit for bit use the same arithmetic order
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-TINY = {
-    "splits.labeled": 2, "splits.val": 1, "splits.test": 1, "model.base_width": 2,
-    "train.crop_size": [16, 16, 16], "train.batch_size": 4, "train.labeled_bs": 2,
-    "train.num_workers": 0, "train.device": "cpu", "train.log_every": 1,
-    "inference.sw_batch_size": 4,
-}
-
-
-def _overrides(**over) -> list[str]:
-    return [f"{k}={json.dumps(v)}" for k, v in {**TINY, **over}.items()]
-
-
-def _tmp_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob(".tmp-*"))
 
 
 @pytest.fixture(scope="module")
@@ -58,42 +39,17 @@ def data(tmp_path_factory, synthetic_cache):
 def tiny_run(data):
     """A barely trained run (2 iterations), in process."""
     root, _, cache = data
-    cfg = load_config("demo", [f"cache={cache.root}", *_overrides(**{
+    cfg = load_config("demo", [f"cache={cache.root}", *overrides(**{
         "train.max_iterations": 2, "train.val_every": 2, "train.checkpoint_every": 2})])
     train(cfg, root / "tiny_run", progress=False)
     return root / "tiny_run"
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    """``python -m duetseg ARGS`` in its own process group, output to ``log``."""
-    with log.open("w") as fh:
-        return subprocess.Popen([sys.executable, "-m", "duetseg", *args], stdout=fh,
-                                stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
-
-
-def _run(args: list[str], log: Path) -> None:
-    proc = _start(args, log)
-    assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
-
-
-def _kill_when(proc: subprocess.Popen, ready, log: Path, timeout: float = 300) -> bool:
-    """SIGKILL the whole process group as soon as ``ready()``; False if it finished first.
-
-    A run that finishes before the kill still makes a valid (if weaker) test: the re-run
-    must then reproduce the same result from a complete output folder.
-    """
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if ready():
-            os.killpg(proc.pid, signal.SIGKILL)
-            assert proc.wait(timeout=60) == -signal.SIGKILL
-            return True
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"no progress marker in {timeout} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.005)
-    assert proc.returncode == 0, log.read_text()[-3000:]
-    return False
+def _kill_when(proc, ready, log: Path) -> bool:
+    """SIGKILL the process group once ``ready()``; False if the run finished first."""
+    killed = signal_when(proc, ready, log)
+    assert not killed or proc.returncode == -signal.SIGKILL
+    return killed
 
 
 def test_killed_prepare_finishes_with_the_uninterrupted_cache(data, tmp_path):
@@ -101,11 +57,11 @@ def test_killed_prepare_finishes_with_the_uninterrupted_cache(data, tmp_path):
     out = tmp_path / "cache"
     args = ["prepare", str(raw), "--out", str(out), "--modalities", "t1ce", "t2",
             "--workers", "2"]
-    proc = _start(args, tmp_path / "killed.log")
+    proc = start_cli(args, tmp_path / "killed.log")
     if _kill_when(proc, lambda: any(out.glob("synth_*.json")), tmp_path / "killed.log"):
         assert not (out / "dataset.json").exists()  # written last, once all cases are done
-    _run(args, tmp_path / "rerun.log")
-    assert _tmp_files(out) == []
+    run_cli(args, tmp_path / "rerun.log")
+    assert tmp_files(out) == []
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(p.name for p in ref.root.iterdir())
     for name in names:
@@ -118,8 +74,8 @@ def test_killed_prepare_finishes_with_the_uninterrupted_cache(data, tmp_path):
 
 
 def _train_overrides() -> list[str]:
-    return _overrides(**{"train.max_iterations": 12, "train.checkpoint_every": 3,
-                         "train.val_every": 6})
+    return overrides(**{"train.max_iterations": 12, "train.checkpoint_every": 3,
+                        "train.val_every": 6})
 
 
 def _train_args(cache: Path, out: Path) -> list[str]:
@@ -127,22 +83,6 @@ def _train_args(cache: Path, out: Path) -> list[str]:
     for item in _train_overrides():
         args += ["--set", item]
     return args
-
-
-def _assert_same_state(a: dict, b: dict, where: str) -> None:
-    assert a.keys() == b.keys(), where
-    for key in a:
-        x, y = a[key], b[key]
-        if isinstance(x, dict):
-            _assert_same_state(x, y, f"{where}.{key}")
-        elif isinstance(x, list | tuple):
-            assert len(x) == len(y), f"{where}.{key}"
-            for i, (u, v) in enumerate(zip(x, y, strict=True)):
-                _assert_same_state({i: u}, {i: v}, f"{where}.{key}")
-        elif isinstance(x, torch.Tensor):
-            assert x.dtype == y.dtype and torch.equal(x, y), f"{where}.{key}"
-        else:
-            assert x == y or (x != x and y != y), f"{where}.{key}: {x!r} != {y!r}"
 
 
 @pytest.fixture(scope="module")
@@ -154,22 +94,22 @@ def killed_training(data, tmp_path_factory):
     full, part = root / "full", root / "part"
     train(load_config("demo", [f"cache={cache.root}", *_train_overrides()]), full,
           progress=False)
-    proc = _start(_train_args(cache.root, part), root / "killed.log")
+    proc = start_cli(_train_args(cache.root, part), root / "killed.log")
     _kill_when(proc, lambda: (part / "checkpoints" / "last.pt").exists(), root / "killed.log")
-    _run([*_train_args(cache.root, part), "--resume"], root / "resumed.log")
+    run_cli([*_train_args(cache.root, part), "--resume"], root / "resumed.log")
     return full, part
 
 
 def test_killed_training_resumes_to_the_identical_checkpoint(killed_training):
     full, part = killed_training
-    assert _tmp_files(part) == []
+    assert tmp_files(part) == []
     for name in ("last.pt", "best.pt"):
         a = load_checkpoint(full / "checkpoints" / name)
         b = load_checkpoint(part / "checkpoints" / name)
         assert a["iteration"] == b["iteration"]
-        _assert_same_state(a["method"], b["method"], f"{name}:method")
-        _assert_same_state(a["optimizer"], b["optimizer"], f"{name}:optimizer")
-        _assert_same_state(a, b, name)
+        assert_same_state(a["method"], b["method"], f"{name}:method")
+        assert_same_state(a["optimizer"], b["optimizer"], f"{name}:optimizer")
+        assert_same_state(a, b, name)
     assert load_checkpoint(full / "checkpoints" / "last.pt")["iteration"] == 12
 
 
@@ -187,10 +127,10 @@ def test_killed_predict_finishes_with_the_uninterrupted_masks(data, tiny_run, tm
     ref, out = tmp_path / "ref", tmp_path / "out"
     base = ["predict", "--run", str(tiny_run), "--input", str(manifest), "--device", "cpu"]
     predict_folder(tiny_run, manifest, ref, device="cpu", progress=False)
-    proc = _start([*base, "--out", str(out)], tmp_path / "killed.log")
+    proc = start_cli([*base, "--out", str(out)], tmp_path / "killed.log")
     _kill_when(proc, lambda: any(out.glob("c*.nii.gz")), tmp_path / "killed.log")
-    _run([*base, "--out", str(out)], tmp_path / "rerun.log")
-    assert _tmp_files(out) == []
+    run_cli([*base, "--out", str(out)], tmp_path / "rerun.log")
+    assert tmp_files(out) == []
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(p.name for p in ref.iterdir())
     assert len([n for n in names if n.endswith(".nii.gz")]) == 12
@@ -230,7 +170,7 @@ def test_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
     assert not marker.exists()
 
 
-def _copy_run(run: Path, dst: Path) -> Path:
+def _copyrun_cli(run: Path, dst: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(run, dst))
@@ -238,7 +178,7 @@ def _copy_run(run: Path, dst: Path) -> Path:
 
 def test_crafted_checkpoint_in_a_run_dir_is_refused_by_evaluate_and_resume(
         tiny_run, tmp_path, capsys):
-    run = _copy_run(tiny_run, tmp_path / "run")
+    run = _copyrun_cli(tiny_run, tmp_path / "run")
     marker = tmp_path / "marker"
     for name in ("best.pt", "last.pt"):
         _crafted(run / "checkpoints" / name, marker)
@@ -274,7 +214,7 @@ def test_yaml_config_cannot_run_code_and_unknown_keys_are_errors(tmp_path, capsy
 
 
 def test_tampered_run_config_cannot_run_code(tiny_run, tmp_path, capsys):
-    run = _copy_run(tiny_run, tmp_path / "run")
+    run = _copyrun_cli(tiny_run, tmp_path / "run")
     marker = tmp_path / "marker"
     cfg_path = run / "config.yaml"
     cfg_path.write_text(cfg_path.read_text() + EVIL_YAML.replace("train", "extra")
@@ -305,7 +245,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         method.training_losses = losses
         return method
 
-    cfg = load_config("demo", [f"cache={cache.root}", *_overrides(**{
+    cfg = load_config("demo", [f"cache={cache.root}", *overrides(**{
         "train.max_iterations": 9, "train.checkpoint_every": 3, "train.val_every": 6})])
     run = tmp_path / "run"
     monkeypatch.setattr(trainer_mod, "build_method", build_with_nan)
@@ -316,7 +256,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert state["iteration"] == 6  # the last multiple of checkpoint_every before 7
     assert all(torch.isfinite(t).all() for t in state["method"].values()
                if t.is_floating_point())
-    assert _tmp_files(run) == []
+    assert tmp_files(run) == []
     # the kept checkpoint is a valid starting point: resuming without the fault finishes
     monkeypatch.setattr(trainer_mod, "build_method", real_build)
     result = train(cfg, run, resume=True, progress=False)

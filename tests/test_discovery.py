@@ -16,6 +16,7 @@ from duetseg.data.discovery import (
     LAYOUTS,
     CaseSpec,
     Layout,
+    ReadOptions,
     detect_layout,
     discover_cases,
 )
@@ -143,16 +144,17 @@ def test_unknown_layout_and_missing_path(tmp_path):
 
 
 def test_layout_registry_drives_the_config_and_the_cli():
-    assert LAYOUTS == tuple(LAYOUT_REGISTRY) == ("brats", "nnunet", "csv")
+    assert LAYOUTS == tuple(LAYOUT_REGISTRY) == ("brats", "nnunet", "csv", "nnunet_flat")
     allowed = typing.get_args(PrepareConfig.model_fields["layout"].annotation)
     assert allowed == ("auto", *LAYOUT_REGISTRY)
     for command in (cli.prepare, cli.predict):
         option = inspect.signature(command, eval_str=True).parameters["layout"]
-        assert option.annotation.__metadata__[0].help == "auto | brats | nnunet | csv"
+        assert option.annotation.__metadata__[0].help == ("auto | brats | nnunet | csv | "
+                                                          "nnunet_flat")
 
 
 def test_layout_registry_drives_detection_and_discovery(tmp_path, monkeypatch):
-    def discover_txt(root: Path, modalities: list[str], allow_missing: bool) -> list[CaseSpec]:
+    def discover_txt(root: Path, modalities: list[str], options: ReadOptions) -> list[CaseSpec]:
         return [CaseSpec(c, {m: root.parent / f"{c}_{m}.nii.gz" for m in modalities}, None)
                 for c in root.read_text().split()]
 
@@ -168,7 +170,8 @@ def test_layout_registry_drives_detection_and_discovery(tmp_path, monkeypatch):
         assert [s.case for s in discover_cases(listing, ["a", "b"], layout)] == ["c1", "c2"]
     (tmp_path / "stuff").mkdir()
     with pytest.raises(InputError, match="expected a .txt case list, a .csv manifest, a "
-                                         "folder with imagesTr/ \\(nnU-Net\\) or a folder"):
+                                         "folder with imagesTr/ \\(nnU-Net\\), a folder of "
+                                         "case folders .* or a folder of nnU-Net channel"):
         detect_layout(tmp_path / "stuff")
     assert detect_layout(_brats(tmp_path / "ds")) == "brats"
 
@@ -182,5 +185,5 @@ def test_detection_precedence_and_layout_errors(tmp_path):
     with pytest.raises(InputError, match="a file input must be a .csv manifest"):
         detect_layout(_touch(tmp_path / "cases.json"))
     with pytest.raises(InputError, match="unknown layout 'nifti'; choose one of "
-                                         "\\('brats', 'nnunet', 'csv'\\)"):
+                                         "\\('brats', 'nnunet', 'csv', 'nnunet_flat'\\)"):
         discover_cases(root, ["t2"], layout="nifti")

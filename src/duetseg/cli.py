@@ -8,16 +8,42 @@ from typing import Annotated
 
 import typer
 
-from duetseg.cli_support import expand_multi_value, log_to_stderr, parse_label_mapping, run_app
+from duetseg import __version__
+from duetseg.cli_support import (
+    expand_multi_value,
+    interruptible,
+    log_to_stderr,
+    parse_label_mapping,
+    run_app,
+)
 from duetseg.data.discovery import LAYOUTS
+from duetseg.evaluation.overlap import NSD_TOLERANCE_MM
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Semi-supervised multi-modal 3D segmentation (DuetNet).")
 
+_AGAIN = "run the same command again to resume (finished {what} are kept)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"duetseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="print the version and exit")] = False,
+) -> None:
+    """Semi-supervised multi-modal 3D segmentation (DuetNet)."""
+
 
 @app.command()
+@interruptible(_AGAIN.format(what="cases"))
 def prepare(
     input_path: Annotated[Path, typer.Argument(help="BraTS folder, nnU-Net raw dataset or CSV")],
     out: Annotated[Path, typer.Option("--out", "-o", help="cache folder")],
@@ -69,6 +95,7 @@ def prepare(
 
 
 @app.command("train")
+@interruptible("duetseg train --resume --out {out} resumes it from its last checkpoint")
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory")],
     cache: Annotated[Path | None, typer.Option(help="cache from `duetseg prepare`")] = None,
@@ -113,6 +140,8 @@ def train_cmd(
 
 
 @app.command()
+@interruptible("run the same command again (the masks written so far are complete; "
+               "metrics.csv and summary.json are written at the end)")
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
@@ -131,19 +160,38 @@ def evaluate(
 
 
 @app.command("evaluate-folder")
+@interruptible("nothing was written; run the same command again")
 def evaluate_folder_cmd(
     pred: Annotated[Path, typer.Option(help="folder of <case>.nii.gz predictions")],
     ref: Annotated[Path, typer.Option(help="folder of <case>.nii.gz references")],
     out: Annotated[Path, typer.Option(help="where metrics.csv and summary.json go")],
+    classes: Annotated[list[int] | None, typer.Option(
+        help="classes to score, e.g. --classes 1 2 (default: every non-zero value found)")
+    ] = None,
+    label_mapping: Annotated[str | None, typer.Option(
+        help="reference value -> class before scoring, e.g. 1:1,2:1,4:1 (0:0 is implied)")
+    ] = None,
+    nsd_tolerance: Annotated[float, typer.Option(
+        help="normalised surface Dice tolerance in mm")] = NSD_TOLERANCE_MM,
 ) -> None:
-    """Score any folder of NIfTI predictions against references (Dice, ASD, ASSD, HD95)."""
-    from duetseg.evaluation.folder import evaluate_folder
+    """Score any folder of NIfTI predictions against references.
+
+    Dice, IoU, ASD, ASSD, HD95, RVD and normalised surface Dice per case and class, and
+    nnU-Net's summary.json fields; see docs/metrics.md.
+    """
+    from duetseg.cli_support import parse_class_mapping
+    from duetseg.evaluation.folder import OUTPUT_NAME, evaluate_folder
     from duetseg.evaluation.summary import format_table
 
-    typer.echo(format_table(evaluate_folder(pred, ref, out)))
+    mapping = None if label_mapping is None else parse_class_mapping(label_mapping)
+    summary = evaluate_folder(pred, ref, out, classes=classes, label_mapping=mapping,
+                              nsd_tolerance_mm=nsd_tolerance)
+    typer.echo(format_table({OUTPUT_NAME: summary[OUTPUT_NAME]}))
 
 
 @app.command()
+@interruptible("the masks written so far are complete; run the same command with "
+               "--skip-existing to predict only the rest")
 def predict(
     input_path: Annotated[Path, typer.Option("--input", help="folder or CSV of new cases")],
     out: Annotated[Path, typer.Option(help="output folder for <case>.nii.gz")],
@@ -238,6 +286,8 @@ def suggest(
 
 
 @app.command()
+@interruptible(_AGAIN.format(what="runs") + "; unfinished runs resume from their last "
+               "checkpoint")
 def experiment(
     grid: Annotated[Path, typer.Argument(help="grid YAML (methods x labelled x seeds)")],
     quiet: Annotated[bool, typer.Option(help="no progress bars")] = False,
@@ -260,6 +310,7 @@ def experiment(
 
 
 @app.command("experiment-run", hidden=True)
+@interruptible("the parent `duetseg experiment` resumes this run next time")
 def experiment_run(
     grid: Annotated[Path, typer.Argument(help="grid YAML")],
     name: Annotated[str, typer.Argument(help="run name (as planned by the grid)")],

@@ -1,4 +1,5 @@
-"""Find the cases of a dataset in one of three layouts: BraTS folders, nnU-Net raw, CSV.
+"""Find the cases of a dataset in one of its layouts: BraTS folders, nnU-Net raw dataset,
+flat folder of nnU-Net channel files, CSV manifest.
 
 Every layout yields the same thing: a sorted list of :class:`CaseSpec`, one per case, with
 one image file per requested modality (in the requested order) and an optional label file.
@@ -19,16 +20,22 @@ from pathlib import Path
 
 from duetseg.data.layouts import (
     CaseSpec,
+    ReadOptions,
     discover_brats,
     discover_csv,
-    discover_nnunet,
     is_brats,
     is_csv,
+)
+from duetseg.data.modalities import canonical_modality
+from duetseg.data.nnunet_layout import (
+    discover_nnunet,
+    discover_nnunet_flat,
     is_nnunet,
+    is_nnunet_flat,
 )
 from duetseg.errors import InputError
 
-__all__ = ["CaseSpec", "LAYOUTS", "LAYOUT_REGISTRY", "Layout", "detect_layout",
+__all__ = ["CaseSpec", "LAYOUTS", "LAYOUT_REGISTRY", "Layout", "ReadOptions", "detect_layout",
            "discover_cases"]
 
 
@@ -38,15 +45,15 @@ class Layout:
 
     Attributes:
         detect: ``detect(root)``: True when ``root`` (an existing path) is in this layout.
-        discover: ``discover(root, modalities, allow_missing)``: the cases, unsorted and
-            unchecked (:func:`discover_cases` sorts and checks them).
+        discover: ``discover(root, modalities, options)`` (:class:`ReadOptions`): the
+            cases, unsorted and unchecked (:func:`discover_cases` sorts and checks them).
         description: what such an input looks like, for the "unknown layout" message.
         precedence: :func:`detect_layout` tries lower values first (a specific layout, such
             as nnU-Net's ``imagesTr/``, before a general one, such as any case folders).
     """
 
     detect: Callable[[Path], bool]
-    discover: Callable[[Path, list[str], bool], list[CaseSpec]]
+    discover: Callable[[Path, list[str], ReadOptions], list[CaseSpec]]
     description: str
     precedence: int
 
@@ -57,6 +64,8 @@ LAYOUT_REGISTRY: dict[str, Layout] = {
     "nnunet": Layout(is_nnunet, discover_nnunet, "a folder with imagesTr/ (nnU-Net)",
                      precedence=1),
     "csv": Layout(is_csv, discover_csv, "a .csv manifest", precedence=0),
+    "nnunet_flat": Layout(is_nnunet_flat, discover_nnunet_flat, "a folder of nnU-Net "
+                          "channel files <case>_0000.nii.gz", precedence=3),
 }
 LAYOUTS: tuple[str, ...] = tuple(LAYOUT_REGISTRY)
 
@@ -68,10 +77,12 @@ def detect_layout(root: Path) -> str:
     recognises ``root`` wins.
 
     Args:
-        root: a CSV manifest, an nnU-Net raw dataset folder or a BraTS-style folder.
+        root: a CSV manifest, an nnU-Net raw dataset folder, a flat folder of nnU-Net
+            channel files or a BraTS-style folder.
 
     Returns:
-        A :data:`LAYOUT_REGISTRY` name: ``"csv"``, ``"nnunet"`` or ``"brats"``.
+        A :data:`LAYOUT_REGISTRY` name: ``"csv"``, ``"nnunet"``, ``"brats"`` or
+        ``"nnunet_flat"``.
 
     Raises:
         InputError: the path does not exist or matches no layout.
@@ -123,19 +134,25 @@ def _check_case_names(specs: list[CaseSpec], source: Path) -> None:
 
 
 def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
-                   require_labels: bool = False, allow_missing: bool = False) -> list[CaseSpec]:
+                   require_labels: bool = False, allow_missing: bool = False,
+                   split: str = "train",
+                   channels: dict[str, int] | None = None) -> list[CaseSpec]:
     """List the cases of a dataset.
 
     Args:
         root: dataset folder or CSV manifest.
-        modalities: requested modality names (matched case-insensitively; nnU-Net also
-            accepts channel indices such as ``"0000"``).
+        modalities: requested modality names (matched case-insensitively and through the
+            aliases of :mod:`duetseg.data.modalities`; nnU-Net also accepts channel indices
+            such as ``"0000"``).
         layout: ``"auto"`` (:func:`detect_layout`) or a :data:`LAYOUT_REGISTRY` name
-            (``"brats"``, ``"nnunet"``, ``"csv"``).
+            (``"brats"``, ``"nnunet"``, ``"nnunet_flat"``, ``"csv"``).
         require_labels: if True, every case must have a label.
         allow_missing: a case may lack some of ``modalities`` (recorded in
             :attr:`CaseSpec.missing`; a modality may be absent from every case) but needs
             at least one of them.
+        split: ``"train"`` or ``"test"`` (prediction): which images an nnU-Net dataset with
+            both ``imagesTr/`` and ``imagesTs/`` gives.
+        channels: modality -> nnU-Net channel index for folders without ``dataset.json``.
 
     Returns:
         Case specifications sorted by case name.
@@ -154,9 +171,11 @@ def discover_cases(root: Path, modalities: list[str], layout: str = "auto",
                          file=root)
     if not root.exists():
         raise InputError("input path does not exist", file=root)
-    if len({m.lower() for m in modalities}) != len(modalities):
-        raise InputError(f"modalities must be distinct: {modalities}")
-    specs = LAYOUT_REGISTRY[layout].discover(root, modalities, allow_missing)
+    if len({canonical_modality(m) for m in modalities}) != len(modalities):
+        raise InputError(f"modalities must be distinct (aliases such as t1ce and t1c name "
+                         f"the same one): {modalities}")
+    options = ReadOptions(allow_missing=allow_missing, split=split, channels=channels)
+    specs = LAYOUT_REGISTRY[layout].discover(root, modalities, options)
     if not specs:
         raise InputError(f"empty dataset: no cases found (layout {layout!r})", file=root)
     _check_case_names(specs, root)

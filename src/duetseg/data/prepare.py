@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -107,6 +108,17 @@ def _reset_if_stale(out: Path, fp: str, source: str) -> None:
     meta_path.unlink()
 
 
+def _ignore_sigint() -> None:
+    """Pool worker initializer: Ctrl-C is the parent's to handle.
+
+    The terminal sends SIGINT to the whole process group; a worker that raised
+    ``KeyboardInterrupt`` itself would die with a traceback (or, when idle, break the pool).
+    Instead each worker finishes its current case (its files complete) and the parent stops
+    handing out new ones.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run(todo: list[CaseSpec], cfg: PrepareConfig, out: Path, fp: str, num_workers: int,
          progress: bool) -> None:
     bar = progress_bar(total=len(todo), desc="prepare", unit="case",
@@ -121,18 +133,24 @@ def _run(todo: list[CaseSpec], cfg: PrepareConfig, out: Path, fp: str, num_worke
         # (stdin, notebooks); spawn elsewhere.
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
-        with ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=num_workers, mp_context=ctx,
+                                 initializer=_ignore_sigint) as pool:
             futures = [pool.submit(_prepare_one, s, cfg, out, fp) for s in todo]
-            for fut in as_completed(futures):
-                exc = fut.exception()
-                if exc is not None:
-                    for other in futures:
-                        other.cancel()
+            try:
+                for fut in as_completed(futures):
+                    exc = fut.exception()
                     if isinstance(exc, BrokenProcessPool):
                         raise DuetsegError(f"a prepare worker died ({exc}); out of memory? "
                                            "try fewer workers") from exc
-                    raise exc
-                bar.update()
+                    if exc is not None:
+                        raise exc
+                    bar.update()
+            except BaseException:
+                # a failure or Ctrl-C: drop the queued cases (leaving the pool's ``with``
+                # would otherwise wait for every one of them) and let the running ones
+                # finish, so each case is either complete or absent
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     finally:
         bar.close()
 

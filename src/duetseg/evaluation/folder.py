@@ -3,6 +3,12 @@
 Files are matched by case name (``<case>.nii.gz`` or ``<case>.nii``). Arrays are compared
 in their stored voxel order (no reorientation): prediction and reference must share shape
 and affine, and the spacing comes from the reference header.
+
+``summary.json`` holds duetseg's summary under ``"prediction"`` (the metrics of
+``FOLDER_METRICS``: those of ``duetseg evaluate`` plus IoU and normalised surface Dice),
+``nsd_tolerance_mm``, and nnU-Net v2's ``foreground_mean``, ``mean`` and
+``metric_per_case`` (see :mod:`duetseg.evaluation.nnunet_summary`). ``docs/metrics.md``
+describes every field.
 """
 
 from __future__ import annotations
@@ -15,9 +21,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from duetseg.errors import InputError
+from duetseg.errors import ConfigError, InputError
 from duetseg.evaluation.metrics import case_metrics
-from duetseg.evaluation.summary import summarize, write_metrics_csv, write_summary
+from duetseg.evaluation.nnunet_summary import CaseCounts, nnunet_fields
+from duetseg.evaluation.overlap import NSD_TOLERANCE_MM, confusion_counts, iou, surface_dice
+from duetseg.evaluation.summary import (
+    FOLDER_METRICS,
+    summarize,
+    write_metrics_csv,
+    write_summary,
+)
 from duetseg.run.layout import EvalDir
 
 __all__ = ["EvaluationInputError", "evaluate_folder", "find_cases", "OUTPUT_NAME"]
@@ -112,12 +125,22 @@ def _apply_mapping(labels: np.ndarray, mapping: Mapping[int, int], case: str,
     return out
 
 
+def _class_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...] | None,
+                   tolerance_mm: float) -> tuple[dict[str, float], dict[str, int]]:
+    """The ``FOLDER_METRICS`` of one binary mask pair, and its voxel counts."""
+    counts = confusion_counts(pred, ref)
+    metrics = {**case_metrics(pred, ref, spacing), "iou": iou(counts),
+               "nsd": surface_dice(pred, ref, spacing, tolerance_mm)}
+    return metrics, counts
+
+
 def evaluate_folder(
     pred_dir: Path,
     ref_dir: Path,
     out_dir: Path,
     classes: Sequence[int] | None = None,
     label_mapping: Mapping[int, int] | None = None,
+    nsd_tolerance_mm: float = NSD_TOLERANCE_MM,
 ) -> dict:
     """Compute per-case metrics for a folder of predictions and write them with a summary.
 
@@ -130,16 +153,21 @@ def evaluate_folder(
             scores as both-empty).
         label_mapping: optional map from reference values to class indices, applied to the
             references only; a reference value not in it is an error.
+        nsd_tolerance_mm: tolerance of the normalised surface Dice, in mm.
 
     Returns:
-        The summary (see ``duetseg.evaluation.summary.summarize``) with output name
-        ``"prediction"``.
+        What ``summary.json`` holds: under ``"prediction"`` the summary of
+        ``duetseg.evaluation.summary.summarize``, ``nsd_tolerance_mm``, and the nnU-Net
+        fields ``foreground_mean``, ``mean``, ``metric_per_case`` (NaN where undefined).
 
     Raises:
+        ConfigError: a tolerance that is not positive.
         EvaluationInputError: (a ``ValueError``) if a reference has no prediction, if a
             prediction's shape or affine differs from its reference, or on unreadable labels.
     """
     pred_dir, ref_dir, out_dir = Path(pred_dir), Path(ref_dir), Path(out_dir)
+    if not nsd_tolerance_mm > 0:
+        raise ConfigError(f"the NSD tolerance must be positive (mm), got {nsd_tolerance_mm}")
     preds = find_cases(pred_dir)
     refs = find_cases(ref_dir)
     if not refs:
@@ -158,6 +186,7 @@ def evaluate_folder(
 
     fixed_classes = None if classes is None else [int(c) for c in classes]
     per_case: dict[str, dict[int, dict[str, float]]] = {}
+    counted: list[CaseCounts] = []
     found: set[int] = set()
     for case, ref_path in refs.items():
         pred_path = preds[case]
@@ -182,7 +211,11 @@ def evaluate_folder(
             todo = sorted(present)
         else:
             todo = fixed_classes
-        per_case[case] = {c: case_metrics(pred == c, ref == c, spacing) for c in todo}
+        scored = {c: _class_metrics(pred == c, ref == c, spacing, nsd_tolerance_mm)
+                  for c in todo}
+        per_case[case] = {c: metrics for c, (metrics, _) in scored.items()}
+        counted.append(CaseCounts(pred_path, ref_path, int(ref.size),
+                                  {c: counts for c, (_, counts) in scored.items()}))
         logger.debug("scored case %s: %s", case, per_case[case])
 
     if fixed_classes is not None:
@@ -190,16 +223,18 @@ def evaluate_folder(
     else:  # nothing found anywhere: score the binary foreground class
         final_classes = sorted(found) or [1]
     empty = np.zeros(1, dtype=bool)
-    both_empty = case_metrics(empty, empty, None)
+    both_empty, _ = _class_metrics(empty, empty, None, nsd_tolerance_mm)
     rows = []
     for case, scores in per_case.items():
         for c in final_classes:
             metrics = scores.get(c, both_empty)
             rows.append({"case": case, "output": OUTPUT_NAME, "class": c, **metrics})
 
-    summary = summarize(rows)
+    summary = {**summarize(rows, FOLDER_METRICS),  # {"prediction": ...}
+               "nsd_tolerance_mm": float(nsd_tolerance_mm),
+               **nnunet_fields(counted, final_classes)}
     out_dir.mkdir(parents=True, exist_ok=True)
     out = EvalDir(out_dir)
-    write_metrics_csv(rows, out.metrics_file)
+    write_metrics_csv(rows, out.metrics_file, FOLDER_METRICS)
     write_summary(summary, out.summary_file)
     return summary

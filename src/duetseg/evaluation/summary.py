@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,12 @@ import numpy as np
 
 from duetseg.atomic import atomic_path, save_json
 
-__all__ = ["METRICS", "LATER_METRICS", "CSV_COLUMNS", "summarize", "write_metrics_csv",
-           "write_summary", "format_table"]
+__all__ = ["METRICS", "FOLDER_METRICS", "LATER_METRICS", "CSV_COLUMNS", "summarize",
+           "write_metrics_csv", "write_summary", "format_table"]
 
 METRICS = ("dice", "asd", "assd", "hd95", "rvd")
+# ``evaluate-folder`` adds IoU and normalised surface Dice (percent, see evaluation.overlap)
+FOLDER_METRICS = (*METRICS, "iou", "nsd")
 # metrics added after the first release: a metrics.csv written before them lacks the column
 LATER_METRICS = ("rvd",)
 CSV_COLUMNS = ("case", "output", "class", *METRICS)
@@ -60,13 +62,15 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict]]]:
+def summarize(rows: Iterable[Mapping[str, Any]],
+              metrics: Sequence[str] = METRICS) -> dict[str, dict[str, dict[str, dict]]]:
     """Summarize metric rows per output, class and metric.
 
     Args:
         rows: mappings with keys ``case``, ``output``, ``class`` and the metrics in
-            ``METRICS`` (NaN or None where undefined; those of ``LATER_METRICS`` may be
+            ``metrics`` (NaN or None where undefined; those of ``LATER_METRICS`` may be
             absent and count as NaN).
+        metrics: the metrics to summarize (default ``METRICS``).
 
     Returns:
         ``{output: {str(class): {metric: {"mean", "std", "median", "n", "nan_count"}}}}``;
@@ -82,8 +86,8 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
         output = str(row["output"])
         cls = str(row["class"])
         per_class = grouped.setdefault(output, {})
-        per_metric = per_class.setdefault(cls, {m: [] for m in METRICS})
-        for metric in METRICS:
+        per_metric = per_class.setdefault(cls, {m: [] for m in metrics})
+        for metric in metrics:
             per_metric[metric].append(_metric(row, metric))
 
     def class_key(c: str) -> tuple[int, float | str]:
@@ -107,22 +111,24 @@ def _csv_value(value: Any) -> str:
     return "" if math.isnan(value) else repr(value)
 
 
-def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: str | Path) -> None:
-    """Write rows atomically as CSV with the columns of ``CSV_COLUMNS``.
+def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: str | Path,
+                      metrics: Sequence[str] = METRICS) -> None:
+    """Write rows atomically as CSV: ``case``, ``output``, ``class`` and ``metrics``.
 
     NaN metrics are written as empty fields.
 
     Args:
         rows: metric rows (see ``summarize``).
         path: target file.
+        metrics: the metric columns (default ``METRICS``: the columns of ``CSV_COLUMNS``).
     """
     with atomic_path(path, suffix=".csv") as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(("case", "output", "class", *metrics))
         for row in rows:
             writer.writerow(
                 [row["case"], row["output"], row["class"]]
-                + [_csv_value(_metric(row, m)) for m in METRICS]
+                + [_csv_value(_metric(row, m)) for m in metrics]
             )
 
 
@@ -149,8 +155,8 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-_HEADERS = ("output", "class", "Dice %", "ASD mm", "ASSD mm", "HD95 mm", "RVD %", "n",
-            "NaN count")
+_LABELS = {"dice": "Dice %", "asd": "ASD mm", "assd": "ASSD mm", "hd95": "HD95 mm",
+           "rvd": "RVD %", "iou": "IoU %", "nsd": "NSD %"}
 
 
 def _mean_std(stat: Mapping[str, Any]) -> str:
@@ -162,7 +168,8 @@ def _mean_std(stat: Mapping[str, Any]) -> str:
 def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Any]]]]) -> str:
     """Render a summary as a plain-text mean ± std table.
 
-    One row per output and class; ``n`` is the number of cases (scored plus NaN) and
+    One row per output and class, one column per summarized metric (``METRICS``, and the
+    others of ``FOLDER_METRICS`` when present); ``n`` is the number of cases (scored plus NaN) and
     ``NaN count`` the number of cases whose distance metrics are undefined (the largest
     NaN count over the metrics).
 
@@ -172,6 +179,9 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, An
     Returns:
         The table as a string (no trailing newline).
     """
+    first = next((pc for per_class in summary.values() for pc in per_class.values()), {})
+    metrics = [m for m in FOLDER_METRICS if m in METRICS or m in first]
+    headers = ("output", "class", *(_LABELS[m] for m in metrics), "n", "NaN count")
     body: list[tuple[str, ...]] = []
     for output, per_class in summary.items():
         for cls, per_metric in per_class.items():
@@ -180,16 +190,16 @@ def format_table(summary: Mapping[str, Mapping[str, Mapping[str, Mapping[str, An
             n_cases = max(int(per_metric[m]["n"]) + int(per_metric[m]["nan_count"])
                           for m in METRICS)
             body.append(
-                (str(output), str(cls), *(_mean_std(per_metric[m]) for m in METRICS),
+                (str(output), str(cls), *(_mean_std(per_metric[m]) for m in metrics),
                  str(n_cases), str(nan_count))
             )
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
-              for i, h in enumerate(_HEADERS)]
+              for i, h in enumerate(headers)]
 
     def line(cells: tuple[str, ...]) -> str:
         pairs = enumerate(zip(cells, widths, strict=True))
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs).rstrip()
 
-    out = [line(_HEADERS), line(tuple("-" * w for w in widths))]
+    out = [line(headers), line(tuple("-" * w for w in widths))]
     out.extend(line(r) for r in body)
     return "\n".join(out)

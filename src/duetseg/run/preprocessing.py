@@ -38,6 +38,9 @@ class Preprocessing:
         num_classes: number of classes including background.
         fingerprint: the cache's fingerprint of ``settings``.
         source: the dataset the cache was made from.
+        channels: the nnU-Net channel index of each modality when the cache was prepared
+            from nnU-Net channel files (``<case>_0000.nii.gz``), else None; a flat folder
+            of channel files without a ``dataset.json`` is read with them.
     """
 
     settings: PrepareConfig
@@ -45,19 +48,28 @@ class Preprocessing:
     num_classes: int
     fingerprint: str
     source: str
+    channels: dict[str, int] | None = None
 
     @classmethod
     def from_cache(cls, cache: Any) -> Preprocessing:
         """The description of an opened :class:`~duetseg.data.cache.Cache`."""
+        from duetseg.data.nnunet_layout import channel_of_file
+
+        cases = cache.cases
+        sources = cache.properties(cases[0]).get("source_files", {}) if cases else {}
+        found = {m: channel_of_file(Path(sources.get(m, "")).name) for m in cache.modalities}
+        channels = ({m: int(c) for m, c in found.items() if c is not None}
+                    if found and all(c is not None for c in found.values()) else None)
         return cls(settings=cache.settings, modalities=tuple(cache.modalities),
                    num_classes=int(cache.num_classes), fingerprint=str(cache.fingerprint),
-                   source=str(cache.source))
+                   source=str(cache.source), channels=channels)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (read back with :meth:`from_dict`)."""
         return {"settings": self.settings.model_dump(mode="json"),
                 "modalities": list(self.modalities), "num_classes": self.num_classes,
-                "fingerprint": self.fingerprint, "source": self.source}
+                "fingerprint": self.fingerprint, "source": self.source,
+                "channels": self.channels}
 
     @classmethod
     def from_dict(cls, data: Any, origin: str | Path) -> Preprocessing:
@@ -74,7 +86,9 @@ class Preprocessing:
             return cls(settings=PrepareConfig.model_validate(data["settings"]),
                        modalities=tuple(str(m) for m in data["modalities"]),
                        num_classes=int(data["num_classes"]),
-                       fingerprint=str(data["fingerprint"]), source=str(data["source"]))
+                       fingerprint=str(data["fingerprint"]), source=str(data["source"]),
+                       channels=({str(k): int(v) for k, v in data["channels"].items()}
+                                 if data.get("channels") else None))
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise ConfigError(f"{origin}: invalid preprocessing description ({exc})") from exc
 

@@ -48,7 +48,7 @@ from duetseg.run.trained import predict_probabilities
 from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
 
 __all__ = ["CSV_COLUMNS", "CasePrediction", "disagreement_map", "normalised_entropy",
-           "predict_case", "predict_folder"]
+           "predict_case", "predict_folder", "trained_channels"]
 
 CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml",
                "modalities_used")
@@ -217,6 +217,19 @@ def _predict_case(run, spec, out_dir: Path, tta_flip: bool, largest_component: b
     }
 
 
+def trained_channels(run) -> dict[str, int]:
+    """The nnU-Net channel index of each of the run's modalities, for inputs without names.
+
+    A run prepared from nnU-Net files keeps their channels (recorded in its preprocessing
+    description, :attr:`duetseg.run.preprocessing.Preprocessing.channels`); any other run
+    takes its modality order, channel ``i`` = the ``i``-th modality, as
+    ``nnUNetv2_predict`` assumes.
+    """
+    if run.preprocessing.channels:
+        return dict(run.preprocessing.channels)
+    return {m: i for i, m in enumerate(run.preprocessing.settings.modalities)}
+
+
 def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: str = "best",
                    device: str = "auto", layout: str = "auto", tta_flip: bool = False,
                    progress: bool = True, largest_component: bool = False,
@@ -238,11 +251,14 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
 
     Args:
         run_dir: trained run directory, or a model file from ``duetseg export``.
-        input_path: BraTS-style folder, nnU-Net raw folder or CSV manifest.
+        input_path: BraTS-style folder (2018-2021 or 2023+ names), nnU-Net raw dataset
+            (``imagesTs/`` when it also has ``imagesTr/``), flat folder of nnU-Net channel
+            files (``<case>_0000.nii.gz``; channels named by a ``dataset.json`` in it, else
+            :func:`trained_channels`) or CSV manifest.
         out_dir: output folder (created); must differ from the input folder.
         checkpoint: "best" or "last" (a run directory only).
         device: "auto", "cpu", "cuda", ...
-        layout: input layout ("auto", "brats", "nnunet", "csv").
+        layout: input layout ("auto", "brats", "nnunet", "csv", "nnunet_flat").
         tta_flip: flip test-time augmentation (also on when the run's config sets it).
         progress: show a progress bar.
         largest_component: keep only the largest connected component of each foreground
@@ -272,7 +288,8 @@ def predict_folder(run_dir: Path, input_path: Path, out_dir: Path, checkpoint: s
     run = load_model(run_dir, checkpoint, device, backend)
     largest_component = largest_component or run.cfg.inference.largest_component
     modalities = list(run.preprocessing.settings.modalities)
-    specs = discover_cases(input_path, modalities, layout, allow_missing=True)
+    specs = discover_cases(input_path, modalities, layout, allow_missing=True, split="test",
+                           channels=trained_channels(run))
     check_missing_allowed(specs, modalities, run.cfg.train.modality_dropout)
     remove_temporaries(out_dir)  # left by a killed atomic write
     csv_path = out_dir / "disagreement.csv"
