@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import append_benchmark
+from common import record_tables
 
 from duetseg.config import InferenceConfig
 from duetseg.evaluation.metrics import dice
@@ -171,13 +171,10 @@ def main() -> None:
              f"{args.repeats}. The default is `InferenceConfig()` as shipped.")
     if args.runs:
         lines += ["", *accuracy_rows(args.runs)]
-    command = "python benchmarks/inference_default.py " + " ".join(
-        [f"--threads {args.threads}"] + ([f"--runs {' '.join(map(str, args.runs))}"]
-                                         if args.runs else []))
     table = "\n".join(lines)
     print(table)
-    append_benchmark("Default inference path vs the research-code loop (cpu)", command, table,
-                     notes)
+    record_tables("speed_cpu", "inference_default",
+                  "Default inference path vs the research-code loop (cpu)", table, notes)
 
 
 if __name__ == "__main__":
