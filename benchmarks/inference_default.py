@@ -6,7 +6,7 @@ volume (default 144 x 171 x 133), ``--threads`` torch threads:
 
 - ``plain loop``: what SSL4MIS-style research code does — 96^3 patches at stride 64, one
   patch per forward pass, uniform averaging of the overlapping softmaxes on the host;
-- ``duetseg default``: ``predict_with_config`` with today's ``InferenceConfig()`` (mode
+- ``duetseg default``: ``predict_with_config`` with the shipped ``InferenceConfig()`` (mode
   ``auto``: one pass when the padded volume fits ``whole_max_voxels``, else windows);
 - ``duetseg sliding``: the previous default (MONAI windows, overlap 0.5, Gaussian, batch 2).
 

@@ -2,7 +2,7 @@
 
 Meant for the paper's Table 1 setting (preset ``brats19``: 1 mm, 96³ crops, batch 2 + 2,
 base width 16, 60k iterations, validation every 200 iterations) on one GPU, where a full run
-cannot be timed inside a benchmark session:
+cannot be timed within a short benchmark run:
 
 1. prepare the given BraTS-layout cases (T1ce + T2, whole tumour, 1 mm);
 2. train twice, ``--short`` and ``--long`` iterations, each ending with one validation and
