@@ -8,7 +8,7 @@ volume (default 144 x 171 x 133), ``--threads`` torch threads:
   patch per forward pass, uniform averaging of the overlapping softmaxes on the host;
 - ``duetseg default``: ``predict_with_config`` with the shipped ``InferenceConfig()`` (mode
   ``auto``: one pass when the padded volume fits ``whole_max_voxels``, else windows);
-- ``duetseg sliding``: the previous default (MONAI windows, overlap 0.5, Gaussian, batch 2).
+- ``duetseg sliding``: MONAI windows, overlap 0.5, Gaussian, batch 2.
 
 Each is timed ``--repeats`` times after one warm-up call; the table gives the median.
 
