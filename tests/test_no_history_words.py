@@ -1,7 +1,8 @@
 """Tracked text files describe the product as it is: no work-log words in them.
 
-Flags ``session`` / ``sessions`` (any case) and ``issue <number>`` in every git-tracked
-text file, except the data records under ``benchmarks/results/`` and binary files.
+Flags the words of :data:`WORDS` (work-log words and numbered tracker entries) in every
+git-tracked text file, except the data records under ``benchmarks/results/`` and binary
+files. The patterns are split so that this file does not match itself.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = re.compile(r"\bsessions?\b|\bissue \d+", re.IGNORECASE)
+WORDS = re.compile(r"\bs" + r"essions?\b|\bi" + r"ssue \d+", re.IGNORECASE)
 # pytest's fixture scope is an API word, not a work log
-ALLOWED = re.compile(r"""scope=["']session["']""")
+ALLOWED = re.compile(r"""scope=["']se""" + r"""ssion["']""")
 # TODO: files another engineer is rewriting; empty this set once they are clean.
 PENDING = {"README.md"}
 
@@ -44,4 +45,4 @@ def test_no_history_words_in_tracked_files():
         for number, line in enumerate(text.splitlines(), 1):
             if WORDS.search(ALLOWED.sub("", line)):
                 hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
-    assert not hits, "work-log words (session, issue N) in:\n" + "\n".join(hits)
+    assert not hits, "work-log words in:\n" + "\n".join(hits)
