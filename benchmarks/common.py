@@ -1,4 +1,4 @@
-"""Shared helpers for benchmark scripts: machine description and BENCHMARKS.md appends."""
+"""Shared helpers for benchmark scripts: machine description, paths and result records."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["REPO", "SHARED_DATA", "machine", "append_benchmark", "require_shared_data",
-           "predicted_tumour", "record_result"]
+__all__ = ["REPO", "SHARED_DATA", "RUNS", "RESULTS", "machine", "require_shared_data",
+           "record_result", "record_tables"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+RUNS = REPO / "runs"  # run folders (not committed)
+RESULTS = REPO / "benchmarks" / "results"  # records and archived runs (committed)
 
 
 def machine() -> str:
@@ -32,36 +34,6 @@ def require_shared_data(sub: str) -> Path:
     if not path.exists():
         sys.exit(f"benchmark needs real data at {path} (see ../shared/data/README.md); absent here")
     return path
-
-
-def append_benchmark(title: str, command: str, table: str, notes: str = "") -> None:
-    """Append a section to BENCHMARKS.md with command, machine and date."""
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## {title}\n\n- command: `{command}`\n- machine: {machine()}\n"
-               f"- date: {date}\n\n{table}\n")
-    if notes:
-        section += f"\n{notes}\n"
-    path = REPO / "BENCHMARKS.md"
-    if not path.exists():
-        path.write_text("# Benchmarks\n\nMeasured figures only; each section says how.\n")
-    with path.open("a") as fh:
-        fh.write(section)
-    print(section)
-
-
-def predicted_tumour(run, case: str):
-    """``(image, predicted, true)`` of a cached case: the primary output's tumour (argmax > 0)
-    as ``duetseg evaluate`` predicts it (the run's inference settings, no flip TTA).
-
-    Args:
-        run: a :class:`duetseg.run.trained.TrainedRun`.
-        case: a case of its cache.
-    """
-    from duetseg.run.trained import predict_probabilities
-
-    image = run.cache.load_image(case, mmap=False)
-    probs = predict_probabilities(run, image, tta_flip=False)[run.method.primary_output]
-    return image, probs.argmax(0) > 0, run.cache.load_label(case, mmap=False) > 0
 
 
 def record_result(question: str, name: str, data: dict) -> Path:
@@ -82,7 +54,24 @@ def record_result(question: str, name: str, data: dict) -> Path:
               "machine": machine(), "commit": commit,
               "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               **data}
-    path = REPO / "benchmarks" / "results" / question / f"{name}.json"
+    path = RESULTS / question / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_text(json.dumps(record, indent=1) + "\n", path)
+    return path
+
+
+def record_tables(question: str, name: str, title: str, markdown: str, note: str = "") -> Path:
+    """Record Markdown tables (and their captions) as ``results/<question>/<name>.json``.
+
+    The results page (``benchmarks/results_page.py``) shows them under ``title``.
+
+    Returns:
+        The record's path.
+    """
+    from duetseg.analysis.records import tables_from_markdown
+
+    path = record_result(question, name, {"title": title,
+                                          "tables": tables_from_markdown(markdown),
+                                          "note": note})
+    print(f"{title}\n\n{markdown}\n\n{note}\nrecorded in {path}")
     return path

@@ -11,10 +11,9 @@ Usage: python benchmarks/data_loading.py [--crops 48 96] [--workers 0 1 2] [--ba
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from common import REPO, SHARED_DATA, append_benchmark
+from common import REPO, SHARED_DATA, record_tables
 
 from duetseg.config import PrepareConfig
 from duetseg.data.prepare import prepare_dataset
@@ -57,14 +56,12 @@ def main() -> None:
             rate = args.batches / (time.perf_counter() - t0)
             lines.append(f"| {crop}³ | {workers} | {rate:.1f} | {1000 / rate:.1f} |")
             print(lines[-1], flush=True)
-    append_benchmark(
-        f"Data loading ({source})",
-        "python benchmarks/data_loading.py " + " ".join(sys.argv[1:]),
+    record_tables(
+        "speed_cpu", "data_loading", f"Data loading ({source})",
         "\n".join(lines),
-        notes=(f"{len(cases)} cached cases (memory-mapped .npy), batch 4 = 2 labelled + 2 "
+        (f"{len(cases)} cached cases (memory-mapped .npy), batch 4 = 2 labelled + 2 "
                f"unlabelled crops with flip + rot90 and foreground oversampling 0.33, mean "
-               f"over {args.batches} batches after the first; compare with the training step "
-               "times in the 'Training step speed' section."),
+               f"over {args.batches} batches after the first."),
     )
 
 

@@ -4,24 +4,24 @@
 come back, so the runs train *and* evaluate there and only their results return:
 
 1. here: ``python benchmarks/gpu_grid.py pack [--caches brats_2mm_zscore_nonzero ...]`` copies 2 mm
-   caches of the 15 brats-dev cases (``local_data/<name>``, made by ``real_brats.py``), each
+   caches of the 15 brats-dev cases (``local_data/<name>``, made by ``duetseg prepare`` as
+   each grid's comment says), each
    as one ``.tar.xz``, and each case's reference label (the 1 mm ``*_seg.nii.gz`` the
    evaluation scores against) into ``local_data/gpu_pack`` (about 18 MB per cache;
    name it in the device call's ``carry``).
 2. there (``benchmarks/gpu_protocol.sh``): ``unpack`` extracts each cache to
-   ``local_data/<name>`` (where ``cv_protocol.py`` finds it without ``../shared``) and points
+   ``local_data/<name>`` (where the grids find it) and points
    each case's ``label_file`` at the packed label;
    ``duetseg experiment benchmarks/grids/<grid>.yaml --parallel N`` trains and
    evaluates; ``collect OUT`` archives every evaluated run without its weights and
    TensorBoard logs (``OUT/gpu_runs.tar.gz``).
 3. here: ``python benchmarks/gpu_grid.py report --archive FILE --grid NAME`` extracts the
-   runs under ``runs/`` (where the grid put them) and appends Table 1 and the gain table
-   over the labelled-only control to BENCHMARKS.md.
+   runs under ``runs/`` (where the grid put them) and archives their report files in
+   ``benchmarks/results`` with the machine they trained on; then
+   ``python benchmarks/results_page.py`` rebuilds the page.
 
-The grids in ``benchmarks/grids/`` are the protocol of ``cv_protocol.py`` written as
-``duetseg experiment`` grids (3 folds, no validation split, last checkpoint, ``cpu_small``
-at 1000 iterations; on CUDA the preset trains in bf16 with channels-last, so their figures
-are reported apart from the float32 CPU runs).
+On CUDA the ``cpu_small`` preset trains in bf16 with channels-last, so a grid trained there
+should write to an ``out`` folder of its own, apart from the float32 CPU runs.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ import tarfile
 from importlib.metadata import version
 from pathlib import Path
 
-from common import REPO, append_benchmark, machine
-from cv_protocol import report_tables
-from run_archive import archive_path, finished_run
+from common import REPO, RESULTS, RUNS, machine
 
+from duetseg.analysis.archive import archive_grid, archive_path
 from duetseg.run.layout import RunDir
 from duetseg.workflows.experiment import GridConfig, load_grid, plan_grid
 
@@ -68,7 +67,7 @@ def pack(names: list[str], local: Path = LOCAL, out: Path = PACK) -> None:
     for name in names:
         cache = local / name
         if not (cache / "dataset.json").exists():
-            sys.exit(f"no finished cache at {cache}: run benchmarks/real_brats.py --cv first")
+            sys.exit(f"no finished cache at {cache}: run duetseg prepare first (see the grids)")
         for props_file in _case_files(cache):
             label = json.loads(props_file.read_text()).get("label_file")
             if label:
@@ -134,40 +133,20 @@ def collect(out: Path, grid_files: list[Path]) -> None:
     print(f"collected {count} evaluated runs into {out / 'gpu_runs.tar.gz'}")
 
 
-def report(archive: Path | None, grid_name: str, reference: str, baseline: str,
-           versus: list[str]) -> None:
-    """Extract returned runs, report one grid and append it to BENCHMARKS.md."""
+def report(archive: Path | None, grid_name: str) -> None:
+    """Extract returned runs and archive the evaluated runs of one grid with their machine."""
     if archive is not None:
         with tarfile.open(archive) as tar:
             tar.extractall(REPO, filter="data")
-    grid_file = GRIDS / f"{grid_name}.yaml"
-    grid = load_grid(grid_file)
-    if grid.split == "test":  # runs of earlier sessions come from the committed archive
-        done = [p for p in map(finished_run, [r.run_dir for r in plan_grid(grid)]) if p]
-    else:
-        done = evaluated_runs(grid)
-    if not done:
-        sys.exit(f"no evaluated run of {grid_file} under {grid.out}")
-    missing = sorted({r.name for r in plan_grid(grid)} - {d.name for d in done})
-    tables = report_tables(done, grid.out.parent / f"report_{grid.out.name}", reference,
-                           baseline, versus)
+    grid = load_grid(GRIDS / f"{grid_name}.yaml")
+    copies = archive_grid(grid, RUNS, RESULTS)
     machine_file = grid.out / MACHINE_FILE
-    kept = archive_path(machine_file)
     if machine_file.exists():
+        kept = archive_path(machine_file, RUNS, RESULTS)
         kept.parent.mkdir(parents=True, exist_ok=True)
         kept.write_text(machine_file.read_text())
-    trained_on = kept.read_text().strip() if kept.exists() else "unknown"
-    notes = (f"Grid `benchmarks/grids/{grid_name}.yaml` ({grid.folds}-fold CV over the 15 "
-             f"brats-dev cases, labelled {grid.labeled}, seeds {grid.seeds}, no validation "
-             f"split, last checkpoint, cpu_small, {' '.join(grid.overrides)}), trained and "
-             f"evaluated by `benchmarks/gpu_protocol.sh` on {trained_on} (the machine line above "
-             f"is where the report was made); "
-             f"metrics in the original 1 mm geometry; `ours` = today's default.")
-    if missing:
-        notes += f" Not finished: {', '.join(missing)}."
-    append_benchmark(f"Real BraTS on the GPU, grid {grid_name}",
-                     "python benchmarks/gpu_grid.py " + " ".join(sys.argv[1:]), tables,
-                     notes=notes)
+    print(f"{len(copies)} evaluated run(s) of {grid_name} archived; "
+          "now run python benchmarks/results_page.py")
 
 
 def main() -> None:
@@ -176,17 +155,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="here: caches + reference labels -> local_data/gpu_pack")
     p.add_argument("--caches", nargs="+", default=["brats_2mm_zscore_nonzero"],
-                   help="cache folders of local_data (see cv_protocol.CACHES)")
+                   help="cache folders of local_data (see the grids' cache)")
     sub.add_parser("unpack", help="there: extract the packed cache")
     c = sub.add_parser("collect", help="there: archive the evaluated runs of grids")
     c.add_argument("out", type=Path)
     c.add_argument("--grids", nargs="+", required=True, help="grid names in benchmarks/grids")
-    r = sub.add_parser("report", help="here: extract returned runs and report a grid")
+    r = sub.add_parser("report", help="here: extract returned runs and archive a grid's")
     r.add_argument("--archive", type=Path, default=None)
     r.add_argument("--grid", required=True, help="grid name in benchmarks/grids")
-    r.add_argument("--reference", default="ours")
-    r.add_argument("--baseline", default="ours-w0")
-    r.add_argument("--versus", nargs="*", default=[])
     args = parser.parse_args()
     if args.command == "pack":
         pack(args.caches)
@@ -196,7 +172,7 @@ def main() -> None:
     elif args.command == "collect":
         collect(args.out, [GRIDS / f"{g}.yaml" for g in args.grids])
     else:
-        report(args.archive, args.grid, args.reference, args.baseline, args.versus)
+        report(args.archive, args.grid)
 
 
 if __name__ == "__main__":

@@ -22,5 +22,5 @@ step() {  # step NAME MAX_SECONDS command...  (shortened to what the deadline le
   echo "=== $name (max ${max}s) $(date +%T)" | tee -a "$LOG"
   timeout "$max" "$@" >>"$LOG" 2>&1
   echo "=== $name rc=$? after $(($(date +%s) - START))s" | tee -a "$LOG"
-  cp BENCHMARKS.md "$OUT/"
+  mkdir -p "$OUT/results" && cp -r benchmarks/results/speed_gpu "$OUT/results/" 2>/dev/null
 }

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The issue-10/13 measurements for a lent GPU, in one prioritised run with a deadline:
+# The GPU measurements for a lent GPU, in one prioritised run with a deadline:
 #   1. the training step of the brats19 setting with its FLOP count (TFLOP/s vs the card),
 #   2. the first grid of $GRIDS (benchmarks/grids/<name>.yaml; default cv_L4, the
 #      cross-validated real-BraTS protocol with 4 labelled cases) with
 #      `duetseg experiment --parallel $PARALLEL`, trained and evaluated there,
 #   3. runs per hour of `duetseg experiment --parallel N` for N = 1, 2, 4, 8,
-#   4. the other grids (cv_L2_seeds: two more seeds and BCP; cv_L2_table2: the ablation),
-#      with what is left (a later session runs the rest: GRIDS="cv_L2_seeds ..." THROUGHPUT=0),
+#   4. the other grids (cv_L2: 2 labelled, three seeds; cv_L2_table2: the ablation),
+#      with what is left (a later call runs the rest: GRIDS="cv_L2 ..." THROUGHPUT=0),
 #   5. torch.compile on top of channels-last, if time remains.
-# Each step appends its table to BENCHMARKS.md (copied to $OUT); the evaluated runs come
-# back without weights in $OUT/gpu_runs.tar.gz (report them here with
-# `python benchmarks/gpu_grid.py report --archive ... --grid cv_L4`).
+# Each speed step records its result under benchmarks/results (copied to $OUT/results); the
+# evaluated runs come back without weights in $OUT/gpu_runs.tar.gz (archive them here with
+# `python benchmarks/gpu_grid.py report --archive ... --grid cv_L4`, then rebuild the page
+# with `python benchmarks/results_page.py`).
 #
 # Before the device call, here: `python benchmarks/gpu_grid.py pack` (the caches and labels
 # into local_data/gpu_pack, the wheels the device lacks into .whl/). Device call:
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_protocol}
 BUDGET=${BUDGET_S:-540}
 PARALLEL=${PARALLEL:-12}
-GRIDS=${GRIDS:-cv_L4 cv_L2_seeds cv_L2_table2}  # in order; each in benchmarks/grids
+GRIDS=${GRIDS:-cv_L4 cv_L2 cv_L2_table2}  # in order; each in benchmarks/grids
 THROUGHPUT=${THROUGHPUT:-1}  # 0: skip step 3
 START=$(date +%s)
 mkdir -p "$OUT"
@@ -56,5 +57,4 @@ step compile_channels_last 120 python3 benchmarks/train_speed.py --device cuda -
 
 # shellcheck disable=SC2086
 python3 benchmarks/gpu_grid.py collect "$OUT" --grids $GRIDS 2>&1 | tee -a "$LOG"
-cp BENCHMARKS.md "$OUT/"
 echo "=== done after $(($(date +%s) - START))s" | tee -a "$LOG"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU benchmark in one short, prioritised run (for a lent GPU machine with a time
-# budget). Each step appends its table to BENCHMARKS.md; a global deadline shortens or skips
+# budget). Each step records its result under benchmarks/results/speed_gpu (copied to
+# $OUT/results); a global deadline shortens or skips
 # the later steps so the most important figures always come back.
 #
 # Usage: OUT=/some/dir BUDGET_S=520 bash benchmarks/gpu_suite.sh
 #   needs: local_data/gpu_cases (a few BraTS-layout cases: t1ce, t2, seg) for the wall-clock
-#   step; where duetseg's dependencies are missing, wheels in .whl/ (see BENCHMARKS.md, GPU section).
+#   step; where duetseg's dependencies are missing, wheels in .whl/ (`gpu_grid.py pack`).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_suite}
@@ -30,7 +31,6 @@ step infer_bf16 60 python3 benchmarks/inference_speed.py --device cuda --amp bf1
 step train_channels_last 40 python3 $TS --device cuda --crops 96 --methods ours --steps 10 \
   --amp bf16 --channels-last
 step infer_fp32 60 python3 benchmarks/inference_speed.py --device cuda --sw-batch 4 --skip-tta
-step profile 60 python3 benchmarks/profile_step.py --device cuda --crop 96 --amp bf16
 step train_compile 150 python3 $TS --device cuda --crops 96 --methods ours --steps 10 \
   --amp bf16 --compile
 echo "=== done after $(($(date +%s) - START))s" | tee -a "$LOG"

@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
-from common import REPO, append_benchmark
+from common import REPO, record_tables
 
 
 def time_grid(cache: Path, parallel: int, iterations: int, out: Path) -> float:
@@ -52,7 +53,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the runs")
     args = parser.parse_args()
     if not (args.cache / "dataset.json").exists():
-        sys.exit(f"no finished cache at {args.cache} (benchmarks/real_brats.py makes it)")
+        sys.exit(f"no finished cache at {args.cache} (duetseg prepare makes it, "
+                 "see benchmarks/grids/cv_L2.yaml)")
     lines = ["| N at once | runs | wall s | s per run | runs / hour | vs N = 1 |",
              "|---|---|---|---|---|---|"]
     first = None
@@ -66,10 +68,10 @@ def main() -> None:
         print(lines[-1], flush=True)
         if not args.keep:
             shutil.rmtree(out)
-    append_benchmark(
-        "Runs per hour of `duetseg experiment --parallel N`",
-        "python benchmarks/grid_throughput.py " + " ".join(sys.argv[1:]), "\n".join(lines),
-        notes=(f"Each N: a fresh grid of N `ours` runs (cpu_small on the 2 mm real BraTS "
+    record_tables(
+        "speed_gpu" if torch.cuda.is_available() else "speed_cpu", "runs_per_hour",
+        "Runs per hour of `duetseg experiment --parallel N`", "\n".join(lines),
+        (f"Each N: a fresh grid of N `ours` runs (cpu_small on the 2 mm real BraTS "
                f"cache, 2 labelled, seeds 0..N-1, {args.iterations} iterations, test split "
                f"evaluated at the last checkpoint in the original 1 mm geometry), timed "
                f"from the command's start to its exit; the children share the machine as "

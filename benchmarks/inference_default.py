@@ -6,9 +6,9 @@ volume (default 144 x 171 x 133), ``--threads`` torch threads:
 
 - ``plain loop``: what SSL4MIS-style research code does — 96^3 patches at stride 64, one
   patch per forward pass, uniform averaging of the overlapping softmaxes on the host;
-- ``duetseg default``: ``predict_with_config`` with today's ``InferenceConfig()`` (mode
+- ``duetseg default``: ``predict_with_config`` with the shipped ``InferenceConfig()`` (mode
   ``auto``: one pass when the padded volume fits ``whole_max_voxels``, else windows);
-- ``duetseg sliding``: the previous default (MONAI windows, overlap 0.5, Gaussian, batch 2).
+- ``duetseg sliding``: MONAI windows, overlap 0.5, Gaussian, batch 2.
 
 Each is timed ``--repeats`` times after one warm-up call; the table gives the median.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import append_benchmark
+from common import record_tables
 
 from duetseg.config import InferenceConfig
 from duetseg.evaluation.metrics import dice
@@ -171,13 +171,10 @@ def main() -> None:
              f"{args.repeats}. The default is `InferenceConfig()` as shipped.")
     if args.runs:
         lines += ["", *accuracy_rows(args.runs)]
-    command = "python benchmarks/inference_default.py " + " ".join(
-        [f"--threads {args.threads}"] + ([f"--runs {' '.join(map(str, args.runs))}"]
-                                         if args.runs else []))
     table = "\n".join(lines)
     print(table)
-    append_benchmark("Default inference path vs the research-code loop (cpu)", command, table,
-                     notes)
+    record_tables("speed_cpu", "inference_default",
+                  "Default inference path vs the research-code loop (cpu)", table, notes)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ overlap 0.5, Gaussian blending:
   non-zero crop, which is what duetseg actually predicts): sliding, sliding with flip TTA
   (the three flips: 4 passes) and one whole-volume pass.
 
-Accuracy: a trained run (default ``runs/bench_real/ours_s0`` from ``real_brats.py``) is
+Accuracy: a trained run (``--run``, default ``runs/bench_real/ours_s0``; skipped if absent) is
 evaluated on its test split with sliding windows and with the whole-volume mode.
 
 Usage: python benchmarks/inference_speed.py [--skip-tta] [--run runs/bench_real/ours_s0]
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
 from itertools import product
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from common import REPO, append_benchmark
+from common import REPO, record_tables
 from monai.data.utils import compute_importance_map
 
 from duetseg.config import MethodConfig, ModelConfig
@@ -147,9 +146,9 @@ def main() -> None:
         lines += ["", f"Accuracy of the two modes, trained run `{args.run.name}` "
                   "(cpu_small: 2 mm, 48³ windows, width 8), its 5 test cases:", ""]
         lines += accuracy_rows(args.run)
-    append_benchmark(f"Inference speed ({args.device}, amp {args.amp})",
-                     "python benchmarks/inference_speed.py " + " ".join(sys.argv[1:]),
-                     "\n".join(lines), notes=notes)
+    record_tables("speed_gpu" if args.device.startswith("cuda") else "speed_cpu",
+                  f"inference_{args.amp}", f"Inference speed ({args.device}, amp {args.amp})",
+                  "\n".join(lines), notes)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,11 @@ Usage: python benchmarks/metrics_speed.py [--cases 15]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import nibabel as nib
 import numpy as np
-from common import append_benchmark, require_shared_data
+from common import record_tables, require_shared_data
 from scipy import ndimage
 
 from duetseg.evaluation.metrics import case_metrics
@@ -69,11 +68,10 @@ def main() -> None:
         f"| medpy 0.5.2 `dc`+`asd`+`assd`+`hd95` | {np.mean(medpy_t):.3f} | "
         f"{np.max(medpy_t):.3f} | {len(folders)} | (reference) |",
     ])
-    append_benchmark(
-        "Metrics: duetseg against medpy on real BraTS masks",
-        "python benchmarks/metrics_speed.py " + " ".join(sys.argv[1:]),
+    record_tables(
+        "metrics", "medpy", "Metrics: duetseg against medpy on real BraTS masks",
         table,
-        notes=(f"Volumes {shape} at 1 mm; whole-tumour reference vs an imperfect prediction "
+        (f"Volumes {shape} at 1 mm; whole-tumour reference vs an imperfect prediction "
                "(shifted, partly eroded, plus a false-positive island). Speed-up "
                f"{np.mean(medpy_t) / np.mean(ours_t):.0f}× from computing the two directed "
                "distance transforms once, on the bounding box of both masks."),

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from common import append_benchmark
+from common import record_tables
 
 
 def measure(method: str, crop: int, steps: int, device: str, width: int,
@@ -115,13 +115,15 @@ def main() -> None:
         lines.append(f"| {r['method']} | {net} | {r['crop']}³ | 4 | {r['s_per_it']:.3f} | "
                      f"{r['peak_gib']:.2f} | {r['params_m']:.2f} | {r['warmup_s']:.1f} | "
                      f"{r['gflop']:.1f} | {r['tflops']:.3f} |")
-    append_benchmark(
+    flags = "_channels_last" * args.channels_last + "_compile" * args.compile
+    record_tables(
+        "speed_gpu" if args.device.startswith("cuda") else "speed_cpu",
+        f"train_step_{args.amp}_w{args.width}{flags}_{'_'.join(args.methods)}",
         f"Training step speed and memory ({args.device}, amp {args.amp}"
         f"{', channels-last' if args.channels_last else ''}"
         f"{', torch.compile' if args.compile else ''})",
-        "python benchmarks/train_speed.py " + " ".join(sys.argv[1:]),
         "\n".join(lines),
-        notes=(f"Random input, 2 labelled + 2 unlabelled crops, base width {args.width}; "
+        (f"Random input, 2 labelled + 2 unlabelled crops, base width {args.width}; "
                f"mean of {args.steps} steps after two warm-up steps; each row in a fresh "
                "process (peak memory includes the Python/torch baseline, ~0.3 GiB on CPU). "
                "GFLOP / step: `torch.utils.flop_counter` over one eager step (forward + "

@@ -2,7 +2,7 @@
 
 Meant for the paper's Table 1 setting (preset ``brats19``: 1 mm, 96³ crops, batch 2 + 2,
 base width 16, 60k iterations, validation every 200 iterations) on one GPU, where a full run
-cannot be timed inside a benchmark session:
+cannot be timed within a short benchmark run:
 
 1. prepare the given BraTS-layout cases (T1ce + T2, whole tumour, 1 mm);
 2. train twice, ``--short`` and ``--long`` iterations, each ending with one validation and
@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
-from common import REPO, append_benchmark
+from common import REPO, record_tables
 
 from duetseg.config import PrepareConfig, load_config
 from duetseg.data.cache import Cache
@@ -106,11 +105,11 @@ def main() -> None:
              f"{args.test_cases} cases → {args.test_cases * s_test / 60:.1f} min |",
              f"| **expected wall-clock, one run** | | **{total / 3600:.2f} h** |"]
     print("\n".join(lines), flush=True)
-    append_benchmark(
+    record_tables(
+        "speed_gpu" if torch.cuda.is_available() else "speed_cpu", f"wallclock_{args.preset}",
         f"Expected wall-clock of one `{args.preset}` run ({dev})",
-        "python benchmarks/train_wallclock.py " + " ".join(sys.argv[1:]),
         "\n".join(lines),
-        notes=(f"Measured on {n_cases} real BraTS cases at 1 mm (T1ce + T2): runs of "
+        (f"Measured on {n_cases} real BraTS cases at 1 mm (T1ce + T2): runs of "
                f"{args.short} and {args.long} iterations ({seconds[args.short]:.0f} s and "
                f"{seconds[args.long]:.0f} s), overrides {args.set or 'none'}; validation "
                f"every {val_every} iterations as in the preset."),

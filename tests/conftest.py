@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -17,7 +15,6 @@ from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 
 SyntheticCacheFactory = Callable[..., Cache]
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +48,6 @@ def synthetic_cache() -> SyntheticCacheFactory:
         return prepare_dataset(raw, Path(root) / "cache", prep, num_workers=1, progress=False)
 
     return make
-
-
-@pytest.fixture()
-def benchmark_module(monkeypatch) -> Callable[[str], ModuleType]:
-    """Importer of the scripts in ``benchmarks/`` by module name (the folder is put on
-    ``sys.path`` for the test, as running a script there does)."""
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    return importlib.import_module
-
 
 @pytest.fixture(scope="session")
 def exported_models(tmp_path_factory, synthetic_cache) -> dict[str, Path]:

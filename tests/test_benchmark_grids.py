@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from duetseg.config import load_config
+from duetseg.run.config import load_run_config
 from duetseg.training.run import with_resolved_options
 from duetseg.workflows.experiment import load_grid, plan_grid
 
@@ -29,49 +30,23 @@ def test_every_planned_run_of_a_shipped_grid_has_a_valid_config(grid_file):
         assert cfg.method.name in {*grid.methods, *named, "ours"}
 
 
-def test_every_cross_validation_variant_has_a_valid_config(monkeypatch):
-    monkeypatch.syspath_prepend(str(GRIDS[0].parents[1]))
-    from cv_protocol import VARIANTS
-
-    assert {"ours_cps", "ours_w0", "abl_base", "abl_mmf", "abl_mmf_mcml"} <= set(VARIANTS)
-    for name, (method, overrides, _) in VARIANTS.items():
-        cfg = with_resolved_options(load_config("cpu_small", [f"method.name={method}",
-                                                              *overrides]))
-        assert cfg.method.name == method, name
-    ablation = {v: load_config("cpu_small", VARIANTS[v][1]).model
-                for v in ("abl_base", "abl_mmf")}
-    assert ablation["abl_base"].fusion == "none" and not ablation["abl_mmf"].mae
-
-    def options(name):
-        return with_resolved_options(load_config("cpu_small", VARIANTS[name][1])).method.options
-
-    default = with_resolved_options(load_config("cpu_small", ["method.name=ours"])).method.options
-    assert options("ours_cpssoft") == default  # the library default is the measured variant
-    assert options("ours_cps")["pseudo_prior"] == "off"  # the former default, pinned
+ARCHIVE = GRIDS[0].parents[1] / "results"
+RUNS = GRIDS[0].parents[2] / "runs"
+PROTOCOL_GRIDS = [g for g in GRIDS if g.stem.startswith("cv_")]
 
 
-@pytest.mark.parametrize("weights_here,need_weights,trains", [
-    (False, False, False), (False, True, True), (True, True, False)])
-def test_a_finished_run_is_trained_again_only_when_its_weights_are_needed(
-        monkeypatch, tmp_path, weights_here, need_weights, trains):
-    monkeypatch.syspath_prepend(str(GRIDS[0].parents[1]))
-    import cv_protocol
-
-    run_dir = tmp_path / "ours_cpssoft_f0"
-    if weights_here:
-        (run_dir / "checkpoints").mkdir(parents=True)
-        (run_dir / "checkpoints" / "last.pt").write_bytes(b"")
-    calls = []
-    monkeypatch.setattr(cv_protocol, "finished_run", lambda d: tmp_path / "archived")
-    archived = tmp_path / "archived" / "eval" / "test"
-    archived.mkdir(parents=True)
-    (archived / "summary.json").write_text("{}")
-    monkeypatch.setattr(cv_protocol, "primary_dice", lambda summary: 50.0)
-    monkeypatch.setattr(cv_protocol, "train", lambda cfg, d, resume: calls.append(d))
-    summary = {"primary_output": "ensemble",
-               "metrics": {"ensemble": {"1": {"dice": {"mean": 51.0}}}}}
-    monkeypatch.setattr(cv_protocol, "evaluate_run", lambda *a, **k: summary)
-    monkeypatch.setattr(cv_protocol, "archive_run", lambda d: calls.append("archived"))
-    cv_protocol.train_fold_run("ours_cpssoft", run_dir, tmp_path, 3, 0, 2, 10, [],
-                               need_weights=need_weights)
-    assert calls == ([run_dir, "archived"] if trains else [])
+@pytest.mark.parametrize("grid_file", PROTOCOL_GRIDS, ids=[g.stem for g in PROTOCOL_GRIDS])
+def test_a_protocol_grid_reproduces_its_archived_runs(grid_file):
+    """The first fold of seed 0 of each configuration is configured as the archived run of
+    the same name (``ours`` is archived as ``ours_cpssoft``, the default)."""
+    grid = load_grid(grid_file)
+    archive = ARCHIVE / grid.out.resolve().relative_to(RUNS.resolve())
+    for run in (r for r in plan_grid(grid) if r.name.endswith("_seed0_f0")):
+        cfg = with_resolved_options(load_config(grid.base, run.overrides))
+        name = cfg.name or cfg.method.name
+        name = {"ours": "ours_cpssoft"}.get(name, name)
+        old = with_resolved_options(load_run_config(archive / f"{name}_f0"))
+        assert (cfg.model, cfg.splits, cfg.train) == (old.model, old.splits, old.train), name
+        assert cfg.method.name == old.method.name, name
+        if cfg.method.consistency_weight:  # at weight 0 the options do not act
+            assert cfg.method == old.method, name

@@ -24,7 +24,7 @@ class NormalizationConfig(StrictModel):
     width/2 to [0, 1].
     """
 
-    # zscore_nonzero by the cross-validated real-data numbers (BENCHMARKS.md, issue 10):
+    # zscore_nonzero by the cross-validated numbers on 15 real BraTS cases:
     # with min-max scaling a case's brain intensities depend on its brightest voxel, and
     # networks trained on a few labelled cases learn absolute levels (z-scoring: +13 and
     # +17 Dice points for `ours` and the labelled-only control over 15 real cases).

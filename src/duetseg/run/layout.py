@@ -17,6 +17,7 @@
             summary.json                means and settings           EvalDir.summary_file
             predictions/<case>.nii.gz   primary output's masks       EvalDir.prediction(case)
             predictions/<output>/<case>.nii.gz  other outputs' masks
+            missing_inputs.json         Dice, a modality missing     RunDir.missing_inputs_file
         suggestions.csv                 ``duetseg suggest``          RunDir.suggestions_file
 
 This module imports nothing but the standard library (and :mod:`duetseg.atomic`), so any
@@ -144,6 +145,12 @@ class RunDir(_Folder):
     def suggestions_file(self) -> Path:
         """``suggestions.csv``: the default output of ``duetseg suggest``."""
         return self.root / "suggestions.csv"
+
+    @property
+    def missing_inputs_file(self) -> Path:
+        """``eval/missing_inputs.json``: per-case test Dice with each modality missing
+        (:mod:`duetseg.analysis.missing`)."""
+        return self.root / "eval" / "missing_inputs.json"
 
     @property
     def resumable(self) -> bool:

@@ -1,0 +1,56 @@
+"""The results page: rebuilt from the committed records, deterministic and up to date."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from duetseg.analysis.page import PAGE_COMMAND, build_page
+from duetseg.analysis.records import load_records, render_record
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+@pytest.fixture(scope="module")
+def page() -> str:
+    return build_page(RESULTS)
+
+
+def test_the_page_is_deterministic():
+    # fewer resamples keep it quick; the committed page (full resamples) is checked below
+    assert build_page(RESULTS, n_resamples=200) == build_page(RESULTS, n_resamples=200)
+
+
+def test_the_committed_page_is_what_the_records_give(page):
+    assert (REPO / "BENCHMARKS.md").read_text() == page, (
+        f"BENCHMARKS.md is stale: run {PAGE_COMMAND}")
+
+
+def test_one_section_per_question_in_order(page):
+    sections = [line for line in page.splitlines() if line.startswith("## ")]
+    assert sections == ["## Accuracy by method and labelled count",
+                        "## Ablation of the components (paper Table 2)",
+                        "## Accuracy with a modality missing at prediction",
+                        "## Speed on CPU", "## Speed on GPU", "## Metrics against medpy"]
+    assert PAGE_COMMAND in page.split("## ")[0]
+
+
+def test_every_record_says_where_its_figures_come_from():
+    for path in RESULTS.glob("*/*.json"):
+        record = json.loads(path.read_text())
+        assert {"command", "machine", "commit", "date"} <= set(record), path
+
+
+def test_a_record_renders_with_its_command(tmp_path):
+    record = {"command": "python benchmarks/x.py", "machine": "m", "commit": "abc",
+              "date": "2026-01-01 00:00 UTC", "title": "X",
+              "tables": [{"caption": "", "columns": ["a", "b"], "rows": [["1", "x|y"]]}],
+              "note": "A note."}
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "x.json").write_text(json.dumps(record))
+    text = render_record(load_records(tmp_path, "q")["x"])
+    assert text.startswith("### X\n\n| a | b |\n|---|---|\n| 1 | x\\|y |\n\nA note.")
+    assert "`python benchmarks/x.py`" in text and "2026-01-01 00:00 UTC" in text
