@@ -105,9 +105,17 @@ def test_brats_2023_names_are_predicted_by_a_t1ce_t2_run(run, images, reference,
 
 
 def _fake_run(sources: dict[str, str]) -> SimpleNamespace:
-    cache = SimpleNamespace(settings=SimpleNamespace(modalities=["t1ce", "t2"]), cases=["c"],
-                            properties=lambda case: {"source_files": sources})
-    return SimpleNamespace(cache=cache)
+    """A run whose preprocessing description was taken from a cache of these source files."""
+    from duetseg.config import PrepareConfig
+    from duetseg.run.preprocessing import Preprocessing
+
+    cache = SimpleNamespace(settings=PrepareConfig(modalities=["t1ce", "t2"]), cases=["c"],
+                            modalities=["t1ce", "t2"], num_classes=2, fingerprint="f",
+                            source="/d", properties=lambda case: {"source_files": sources})
+    preprocessing = Preprocessing.from_cache(cache)
+    # the description travels with the run and its exported model
+    assert Preprocessing.from_dict(preprocessing.to_dict(), "here") == preprocessing
+    return SimpleNamespace(preprocessing=preprocessing)
 
 
 def test_trained_channels_follow_the_training_files_else_the_modality_order():
