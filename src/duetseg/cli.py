@@ -114,7 +114,7 @@ def train_cmd(
     """Train a method; writes config.yaml, splits.json, checkpoints/, log.csv, tensorboard/.
 
     Data-parallel: ``torchrun --nproc_per_node N -m duetseg train ...`` (batch sizes are per
-    process; see README "Multi-GPU / multi-process training").
+    process; see docs/training.md, "Multi-GPU / multi-process training").
     """
     from duetseg.config import load_config
     from duetseg.run.layout import RunDir
@@ -268,10 +268,13 @@ def suggest(
     device: Annotated[str, typer.Option()] = "auto",
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Rank the run's unlabelled training cases: contour the least trusted first.
+    """Rank the run's unlabelled training cases, least trusted first, to pick cases to review.
 
     Score: mean branch disagreement over the predicted foreground (normalised entropy for
-    single-network methods), with entropy and predicted volume beside it.
+    single-network methods), with entropy and predicted volume beside it. Measured on real
+    cases: high disagreement goes with poor segmentation, but retraining with the top cases
+    labelled did not beat random cases; it is not a way to choose cases to contour
+    (docs/suggest.md).
     """
     from duetseg.run.layout import RunDir
     from duetseg.workflows.suggest import suggest_cases, write_suggestions

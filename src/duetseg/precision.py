@@ -55,8 +55,8 @@ def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:
     every activation in and out (the nchwToNhwc kernels in the GPU profile). Channels-last
     3D made the bf16 DuetNet step at 96³ 2.6x faster on an H200; on 2 CPU cores (oneDNN,
     float32) it made the cpu_small training step about 1.2x and sliding-window inference
-    1.4x faster (BENCHMARKS.md). Only the strides change: the values agree to float
-    rounding, and a run stays bitwise reproducible on one machine.
+    1.4x faster (BENCHMARKS.md, "Speed on CPU" and "Speed on GPU"). Only the strides change:
+    the values agree to float rounding, and a run stays bitwise reproducible on one machine.
 
     Raises:
         ValueError: an unknown setting.

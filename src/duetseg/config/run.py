@@ -150,7 +150,8 @@ class TrainConfig(StrictModel):
     spatial_augment: float = Field(default=0.0, ge=0.0, le=1.0)
     deterministic: bool = True
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    # channels_last_3d weights and inputs; auto: on for CUDA and CPU (faster; BENCHMARKS.md)
+    # channels_last_3d weights and inputs; auto: on for CUDA and CPU (faster; BENCHMARKS.md,
+    # "Speed on CPU" and "Speed on GPU")
     channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the training step
 
@@ -161,8 +162,9 @@ class InferenceConfig(StrictModel):
     roi_size: Triple | None = None  # None: the training crop size
     # 0: the fewest windows that cover the volume (MONAI then shifts the last window of an
     # axis back, so windows still overlap where the size is not a multiple of the window);
-    # 1.74x faster than the research-code loop at stride 2/3 and as accurate as 0.5 on real
-    # runs (BENCHMARKS.md "Default inference path"). The paper's protocol: preset `paper`.
+    # faster than the research-code loop at stride 2/3 and as accurate as 0.5 on real runs
+    # (BENCHMARKS.md, "Default inference path vs the research-code loop (cpu)"). The paper's
+    # protocol: preset `paper`.
     overlap: float = Field(default=0.0, ge=0.0, lt=1.0)
     blend: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(default=2, ge=1)
@@ -171,7 +173,7 @@ class InferenceConfig(StrictModel):
     # windows; falls back to sliding windows when CUDA runs out of memory). "auto": whole
     # when the padded volume has at most whole_max_voxels voxels, else sliding windows.
     # Not the default: a network trained on crops can read the crop border as a position
-    # cue, and one pass lost accuracy on the synthetic test data (BENCHMARKS.md).
+    # cue, and one pass lost accuracy on the synthetic test data.
     mode: Literal["auto", "sliding", "whole"] = "sliding"
     whole_max_voxels: int = Field(default=8_000_000, ge=1)
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU

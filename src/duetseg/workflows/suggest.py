@@ -1,4 +1,4 @@
-"""``duetseg suggest``: which unlabelled training case to contour next.
+"""``duetseg suggest``: rank a run's unlabelled training cases by branch disagreement.
 
 A trained run predicts every unlabelled training case of its splits from its own cache and
 the cases are ranked by how little the run can be trusted there:
@@ -14,6 +14,12 @@ The foreground is the union of every output's mask, so a lesion found by one bra
 counts. A case where no output finds foreground scores 0 and ``foreground_voxels`` 0 shows
 it (review those separately: either a healthy scan or a missed lesion). The ranking is
 highest ``disagreement`` first; the CSV is written atomically.
+
+What the ranking was measured to do (docs/suggest.md): on real BraTS cases whose labels
+were known, high disagreement went with poor segmentation, so the ranking points at the
+cases whose predictions to *review* first. Adding the top-ranked cases to the labelled set
+and retraining did not beat adding randomly chosen cases, so it is not a way to choose the
+cases to contour for training.
 """
 
 from __future__ import annotations
@@ -77,7 +83,7 @@ def suggest_cases(run_dir: Path, checkpoint: str = "last", device: str = "auto",
         progress: show progress.
 
     Returns:
-        Rows with the keys of :data:`SUGGEST_COLUMNS`, ranked (rank 1 = contour first).
+        Rows with the keys of :data:`SUGGEST_COLUMNS`, ranked (rank 1 = least trusted).
 
     Raises:
         ConfigError: not a trained run, or the run has no unlabelled training case.
