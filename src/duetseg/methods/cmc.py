@@ -99,6 +99,7 @@ class CMC(BranchOutputs, Method):
     """Shared encoder/decoder, fused bottleneck, semantic + anatomical consistency."""
 
     name = "cmc"
+    table_order = 7
     description = ("CMC: shared encoder/decoder over modalities, bottleneck fusion, NT-Xent "
                    "semantic + Dice anatomical consistency")
     default_weight = 0.1

@@ -139,6 +139,7 @@ class MLRPL(Method):
     """Shared encoder, two decoders taught by each other's reliable pseudo labels."""
 
     name = "mlrpl"
+    table_order = 5
     description = "MLRPL: two decoders, mutual learning with prototype-reliability pseudo labels"
     default_weight = 1.0
     default_rampup_fraction = 0.1

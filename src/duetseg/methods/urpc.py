@@ -94,6 +94,7 @@ class URPC(Method):
     """Multi-scale VNet; CE + Dice on every scale; uncertainty-rectified pyramid consistency."""
 
     name = "urpc"
+    table_order = 4
     description = "URPC: deep-supervision pyramid consistency rectified by KL uncertainty"
     default_weight = 0.1
     default_rampup_fraction = 1.0
