@@ -52,7 +52,7 @@ class SplitConfig(StrictModel):
 class ModelConfig(StrictModel):
     """DuetNet (or a single-network backbone) settings.
 
-    The field names are DuetNet's keyword arguments; :mod:`duetseg.models.factory` turns
+    The field names are DuetNet's keyword arguments; :mod:`duetseg.methods.networks` turns
     them into networks. The backbone is always a VNet: configs of older runs hold
     ``backbone: vnet``, which is accepted and dropped (any other backbone is refused).
     """

@@ -9,7 +9,8 @@ import torch
 from duetseg.config import Config
 from duetseg.methods.base import Method, MethodContext, OutputSpec
 from duetseg.methods.losses import SupervisedLoss, masked_branch_supervised
-from duetseg.models import duetnet_from_config, ensemble_probabilities
+from duetseg.methods.networks import duetnet_from_config
+from duetseg.models import ensemble_probabilities
 
 __all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod", "duetnet_switches"]
 

@@ -51,7 +51,7 @@ from monai.losses import DiceLoss
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import class_argmax
-from duetseg.models.factory import backbone_args
+from duetseg.methods.networks import backbone_args
 from duetseg.models.multihead import DualDecoderVNet
 
 __all__ = ["MLRPL", "entropy_map", "class_prototypes", "reliability", "reliable_pseudo_label_loss"]

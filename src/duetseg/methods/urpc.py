@@ -36,7 +36,7 @@ import torch
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.models.factory import backbone_args
+from duetseg.methods.networks import backbone_args
 from duetseg.models.multihead import MultiScaleVNet
 
 __all__ = ["URPC", "kl_divergence_map", "pyramid_consistency"]
