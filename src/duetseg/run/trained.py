@@ -75,7 +75,7 @@ class TrainedRun:
         device: where the method runs.
         checkpoint: the loaded checkpoint (or model) file.
         predictor: what sliding-window inference calls per window (default: the method's
-            ``output_probabilities``; an ONNX Runtime session for ``backend=onnxruntime``).
+            ``output_probabilities``; an ONNX Runtime inference runner for ``backend=onnxruntime``).
     """
 
     def __init__(self, run_dir: Path | None, cfg: Config, preprocessing: Preprocessing,
