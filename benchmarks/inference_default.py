@@ -87,7 +87,7 @@ def speed_rows(args) -> tuple[list[str], dict[str, float]]:
         f"{resolve_mode(infer.mode, image.shape[1:], infer.whole_max_voxels)})":
             lambda: predict_with_config(predictor, image, roi, infer, "cpu"),
         "duetseg sliding (overlap 0.5, gaussian, batch 2)":
-            lambda: predict_volume(predictor, image, roi, mode="sliding"),
+            lambda: predict_volume(predictor, image, roi, mode="sliding", overlap=0.5),
         "duetseg sliding (overlap 0, gaussian, batch 2)":
             lambda: predict_volume(predictor, image, roi, mode="sliding", overlap=0.0),
         "duetseg whole volume (one pass)":
@@ -126,7 +126,7 @@ def accuracy_rows(runs: list[Path]) -> list[str]:
                     "plain loop": plain_loop(run.method.output_probabilities, image, crop,
                                              max(1, 2 * crop // 3)),
                     "sliding 0.5": predict_volume(run.method.output_probabilities, image,
-                                                  run.roi_size, mode="sliding"),
+                                                  run.roi_size, mode="sliding", overlap=0.5),
                     "sliding 0": predict_volume(run.method.output_probabilities, image,
                                                 run.roi_size, mode="sliding", overlap=0.0),
                     "whole": predict_volume(run.method.output_probabilities, image,

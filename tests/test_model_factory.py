@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from duetseg.config import ModelConfig
-from duetseg.models import (
-    CMCNet,
-    DuetNet,
-    VNet,
-    cmcnet_from_config,
-    duetnet_from_config,
-    factory,
-    vnet_from_config,
-)
+from duetseg.methods import networks
+from duetseg.methods.networks import cmcnet_from_config, duetnet_from_config, vnet_from_config
+from duetseg.models import CMCNet, DuetNet, VNet
 from duetseg.models.enhancement import CrossModalEnhancement, NoEnhancement
 from duetseg.models.fusion import MultiModalFusion, NoFusion
 
@@ -73,7 +69,7 @@ def test_duetnet_from_config_passes_every_setting(monkeypatch: pytest.MonkeyPatc
         seen.update(kwargs, in_modalities=in_modalities, num_classes=num_classes)
         return "net"
 
-    monkeypatch.setattr(factory, "DuetNet", record)
+    monkeypatch.setattr(networks, "DuetNet", record)
     cfg = ModelConfig(base_width=3, fusion="add", mae=False, mae_softmax="modalities",
                       mae_on_skips=True, mae_reduction=2, dropout=0.25, norm="instance",
                       branch_input="all")
@@ -115,3 +111,11 @@ def test_plain_arguments_are_checked() -> None:
         DuetNet(2, 2, base_width=4, fusion="concat")
     with pytest.raises(ValueError, match="at least 2"):
         CMCNet(1, 2, base_width=4)
+
+
+def test_the_models_package_does_not_read_the_config() -> None:
+    code = ("import sys, duetseg.models; "
+            "print([m for m in sys.modules if m.startswith('duetseg.config')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

@@ -52,7 +52,7 @@ class SplitConfig(StrictModel):
 class ModelConfig(StrictModel):
     """DuetNet (or a single-network backbone) settings.
 
-    The field names are DuetNet's keyword arguments; :mod:`duetseg.models.factory` turns
+    The field names are DuetNet's keyword arguments; :mod:`duetseg.methods.networks` turns
     them into networks. The backbone is always a VNet: configs of older runs hold
     ``backbone: vnet``, which is accepted and dropped (any other backbone is refused).
     """
@@ -175,6 +175,9 @@ class InferenceConfig(StrictModel):
     # Not the default: a network trained on crops can read the crop border as a position
     # cue, and one pass lost accuracy on the synthetic test data.
     mode: Literal["auto", "sliding", "whole"] = "sliding"
+    # ``auto`` predicts a volume in one pass when its padded size is at most this many voxels
+    # (about 200^3: a brain-cropped 1 mm BraTS case is 3.5 M); bigger volumes (whole-body CT)
+    # go by windows. One pass is the fastest on CPU (2.9x the research-code window loop).
     whole_max_voxels: int = Field(default=8_000_000, ge=1)
     amp: Literal["auto", "none", "bf16"] = "auto"  # auto: bf16 on CUDA, float32 on CPU
     # keep only the largest connected component of each foreground class (in the

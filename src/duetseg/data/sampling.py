@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from duetseg.config import TrainConfig
 from duetseg.data.augment import (
     foreground_coords,
     random_crop,
@@ -63,10 +64,14 @@ _UNLABELLED_STREAM = 2
 _DROPOUT_STREAM = 3
 _INTENSITY_STREAM = 4
 _SPATIAL_STREAM = 6
+_DEFAULTS = TrainConfig()  # the augmentation settings default to the config's
 
 
 class TwoStreamBatches(Dataset):
     """Whole training batches indexed by iteration, read from a prepared cache.
+
+    The augmentation settings default to the fields of the same name of
+    :class:`~duetseg.config.TrainConfig`.
 
     Args:
         cache_root: cache folder holding ``<case>.npy`` (C, X, Y, Z) and ``<case>_seg.npy``.
@@ -95,9 +100,12 @@ class TwoStreamBatches(Dataset):
 
     def __init__(self, cache_root: Path, labeled: list[str], unlabeled: list[str],
                  crop_size: Any, batch_size: int, labeled_bs: int, seed: int,
-                 flip: bool = True, rot90: bool = True, foreground_prob: float = 0.0,
-                 rank: int = 0, world_size: int = 1, modality_dropout: float = 0.0,
-                 intensity_augment: float = 0.0, spatial_augment: float = 0.0):
+                 flip: bool = _DEFAULTS.flip, rot90: bool = _DEFAULTS.rot90,
+                 foreground_prob: float = _DEFAULTS.foreground_prob,
+                 rank: int = 0, world_size: int = 1,
+                 modality_dropout: float = _DEFAULTS.modality_dropout,
+                 intensity_augment: float = _DEFAULTS.intensity_augment,
+                 spatial_augment: float = _DEFAULTS.spatial_augment):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)

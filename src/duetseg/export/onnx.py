@@ -103,12 +103,12 @@ class OrtPredictor:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(graph, options,
+            self.runtime = ort.InferenceSession(graph, options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own error types
             raise ModelFileError(f"member model.onnx cannot be loaded by onnxruntime "
                                  f"({str(exc).splitlines()[0]})", file=path) from exc
-        found = [o.name for o in self.session.get_outputs()]
+        found = [o.name for o in self.runtime.get_outputs()]
         if found != list(names):
             raise ModelFileError(f"member model.onnx has outputs {found}, expected "
                                  f"{list(names)}", file=path)
@@ -124,5 +124,5 @@ class OrtPredictor:
             Output name -> (N, classes, X, Y, Z) float32 tensors on ``image``'s device.
         """
         x = image.detach().to("cpu", torch.float32).contiguous().numpy()
-        outs = self.session.run(None, {INPUT_NAME: x})
+        outs = self.runtime.run(None, {INPUT_NAME: x})
         return {n: torch.from_numpy(o).to(image.device) for n, o in zip(self.names, outs)}

@@ -1,15 +1,21 @@
-"""Whole-volume prediction: MONAI sliding windows, or one pass over the padded volume."""
+"""Whole-volume prediction: MONAI sliding windows, or one pass over the padded volume.
+
+The settings of :func:`predict_volume` default to those of
+:class:`~duetseg.config.InferenceConfig`, the one place they are spelled.
+"""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
+from duetseg.config import InferenceConfig
 from duetseg.precision import autocast_context
 
 __all__ = ["Predictor", "INPUT_MULTIPLE", "INFERENCE_MODES", "WHOLE_MAX_VOXELS",
@@ -21,12 +27,10 @@ Predictor = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 # are multiples of 16 for the decoder's skip connections to line up.
 INPUT_MULTIPLE = 16
 
-INFERENCE_MODES: tuple[str, ...] = ("auto", "sliding", "whole")
-# ``auto`` predicts a volume in one pass when its padded size is at most this many voxels
-# (about 200^3: a brain-cropped 1 mm BraTS case is 3.5 M); bigger volumes (whole-body CT)
-# go by windows. One pass is the fastest on CPU (2.9x the research-code window loop) but not
-# the default: see ``InferenceConfig.mode``.
-WHOLE_MAX_VOXELS = 8_000_000
+_DEFAULTS = InferenceConfig()
+INFERENCE_MODES: tuple[str, ...] = get_args(InferenceConfig.model_fields["mode"].annotation)
+# ``InferenceConfig.whole_max_voxels``: the largest padded volume ``auto`` predicts in one pass
+WHOLE_MAX_VOXELS = _DEFAULTS.whole_max_voxels
 
 
 def resolve_mode(mode: str, spatial_shape: Sequence[int],
@@ -71,16 +75,19 @@ def predict_volume(
     predictor: Predictor,
     image: np.ndarray,
     roi_size: Sequence[int],
-    overlap: float = 0.5,
-    blend: str = "gaussian",
-    sw_batch_size: int = 2,
+    overlap: float = _DEFAULTS.overlap,
+    blend: str = _DEFAULTS.blend,
+    sw_batch_size: int = _DEFAULTS.sw_batch_size,
     device: torch.device | str = "cpu",
-    tta_flip: bool = False,
-    mode: str = "sliding",
-    amp: str = "none",
+    tta_flip: bool = _DEFAULTS.tta_flip,
+    mode: str = _DEFAULTS.mode,
+    amp: str = _DEFAULTS.amp,
     whole_max_voxels: int = WHOLE_MAX_VOXELS,
 ) -> dict[str, np.ndarray]:
     """Predict class probabilities of every output for one volume.
+
+    Every setting defaults to the field of the same name of
+    :class:`~duetseg.config.InferenceConfig`.
 
     Args:
         predictor: maps a (B, C, X, Y, Z) tensor to named (B, classes, X, Y, Z) softmax
@@ -139,7 +146,7 @@ def predict_volume(
 
 
 def predict_with_config(predictor: Predictor, image: np.ndarray, roi_size: Sequence[int],
-                        infer, device: torch.device | str,
+                        infer: InferenceConfig, device: torch.device | str,
                         tta_flip: bool | None = None) -> dict[str, np.ndarray]:
     """:func:`predict_volume` with the settings of an ``InferenceConfig``.
 

@@ -23,12 +23,14 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from duetseg.config import MethodConfig, ModelConfig, StrictModel
+from duetseg.config import Config, MethodConfig, ModelConfig, StrictModel
 from duetseg.errors import ConfigError
+from duetseg.method_roles import ABLATION_SWITCHES, Role
 from duetseg.output_spec import OutputSpec
 from duetseg.precision import to_memory_format
 
-__all__ = ["MethodContext", "Method", "OutputSpec", "sigmoid_rampup"]
+__all__ = ["ABLATION_SWITCHES", "MethodContext", "Method", "OutputSpec", "Role",
+           "sigmoid_rampup"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Method(nn.Module, ABC):
     Subclasses set ``name`` and ``description``, optionally an ``Options`` pydantic model for
     ``method.options`` and ``default_weight`` for the unsupervised loss weight.
 
+    Reports read what a method is from class data, never from its name: :attr:`role`,
+    :attr:`table_order`, :attr:`ablation_switches` and :meth:`ablation_flags`.
+
     Attributes:
         uses_unlabeled: whether batches need unlabelled crops; when False the trainer feeds
             ``labeled_bs`` labelled crops only.
@@ -79,9 +84,32 @@ class Method(nn.Module, ABC):
     ddp_find_unused_parameters: ClassVar[bool] = False
     # fewest input modalities the method's network can take (one branch per modality: 2)
     min_modalities: ClassVar[int] = 1
+    # the method's part in a comparison; the registered ``proposed`` method is the default
+    # reference of significance tests, the first ``bound`` (in table order) the default
+    # baseline of gain tables
+    role: ClassVar[Role] = "baseline"
+    # position among the compared methods in tables (ascending); None: after the ordered
+    # ones, alphabetically
+    table_order: ClassVar[int | None] = None
+    # the components of ``ABLATION_SWITCHES`` a run of this method can turn off, in order;
+    # empty: the method has no ablation
+    ablation_switches: ClassVar[tuple[str, ...]] = ()
 
     class Options(StrictModel):
         """Method-specific options (none by default)."""
+
+    @classmethod
+    def ablation_flags(cls, config: Config) -> dict[str, bool] | None:
+        """Which of :attr:`ablation_switches` a run's config leaves on.
+
+        Args:
+            config: the run's config (as saved in its ``config.yaml``).
+
+        Returns:
+            Switch -> on, one entry per switch of :attr:`ablation_switches`; None for a
+            method without ablation switches.
+        """
+        return None
 
     @classmethod
     def minimum_modalities(cls, options: StrictModel) -> int:

@@ -142,6 +142,7 @@ class BCP(SingleNetworkMethod):
     """Labelled copy-paste pre-training, then bidirectional labelled/unlabelled copy-paste."""
 
     name = "bcp"
+    table_order = 8
     description = ("BCP: bidirectional copy-paste of labelled/unlabelled cuboids with "
                    "EMA-teacher pseudo-labels, after labelled copy-paste pre-training (one VNet)")
 

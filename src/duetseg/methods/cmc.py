@@ -46,7 +46,7 @@ from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext, sigmoid_rampup
 from duetseg.methods.dual_branch import BranchOutputs
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.models.factory import cmcnet_from_config
+from duetseg.methods.networks import cmcnet_from_config
 
 __all__ = ["CMC", "nt_xent", "soft_dice_dissimilarity"]
 
@@ -99,6 +99,7 @@ class CMC(BranchOutputs, Method):
     """Shared encoder/decoder, fused bottleneck, semantic + anatomical consistency."""
 
     name = "cmc"
+    table_order = 7
     description = ("CMC: shared encoder/decoder over modalities, bottleneck fusion, NT-Xent "
                    "semantic + Dice anatomical consistency")
     default_weight = 0.1

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import torch
 
+from duetseg.config import Config
 from duetseg.methods.base import Method, MethodContext, OutputSpec
 from duetseg.methods.losses import SupervisedLoss, masked_branch_supervised
-from duetseg.models import duetnet_from_config, ensemble_probabilities
+from duetseg.methods.networks import duetnet_from_config
+from duetseg.models import ensemble_probabilities
 
-__all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod"]
+__all__ = ["BRANCH_NAMES", "BranchOutputs", "DualBranchMethod", "duetnet_switches"]
 
 BRANCH_NAMES = "abcdefghijklmnopqrstuvwxyz"
 
@@ -47,6 +49,12 @@ class BranchOutputs:
         specs.append(OutputSpec("ensemble", "ensemble", None,
                                 self.primary_output == "ensemble"))
         return specs
+
+
+def duetnet_switches(config: Config) -> dict[str, bool]:
+    """The DuetNet components a run's config leaves on: ``mmf`` (``model.fusion`` other
+    than ``none``) and ``mae`` (``model.mae``)."""
+    return {"mmf": config.model.fusion != "none", "mae": bool(config.model.mae)}
 
 
 class DualBranchMethod(BranchOutputs, Method):

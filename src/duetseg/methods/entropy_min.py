@@ -53,6 +53,7 @@ class EntropyMinimization(SingleNetworkMethod):
     """Supervised CE + Dice plus the mean normalised entropy of the prediction."""
 
     name = "entropy_min"
+    table_order = 3
     description = "entropy minimisation: mean normalised softmax entropy (one VNet)"
     default_weight = 0.1
     default_rampup_fraction = 0.5

@@ -56,6 +56,7 @@ class ICT(SingleNetworkMethod):
     """Student on mixed unlabelled crops pulled to the mix of the EMA teacher's softmaxes."""
 
     name = "ict"
+    table_order = 2
     description = "ICT: mixup of unlabelled crops vs. mixed EMA-teacher softmaxes (one VNet)"
     default_weight = 0.1
     default_rampup_fraction = 0.5

@@ -41,6 +41,7 @@ class MeanTeacher(SingleNetworkMethod):
     """Student VNet + EMA teacher; MSE between softmaxes on unlabelled crops."""
 
     name = "mean_teacher"
+    table_order = 1
     description = "Mean Teacher: EMA teacher on noisy input, MSE between softmaxes (one VNet)"
     default_weight = 0.1
     default_rampup_fraction = 0.5

@@ -51,7 +51,7 @@ from monai.losses import DiceLoss
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import class_argmax
-from duetseg.models.factory import backbone_args
+from duetseg.methods.networks import backbone_args
 from duetseg.models.multihead import DualDecoderVNet
 
 __all__ = ["MLRPL", "entropy_map", "class_prototypes", "reliability", "reliable_pseudo_label_loss"]
@@ -139,6 +139,7 @@ class MLRPL(Method):
     """Shared encoder, two decoders taught by each other's reliable pseudo labels."""
 
     name = "mlrpl"
+    table_order = 5
     description = "MLRPL: two decoders, mutual learning with prototype-reliability pseudo labels"
     default_weight = 1.0
     default_rampup_fraction = 0.1

@@ -135,6 +135,7 @@ class MMCML(DualBranchMethod):
     """Decoupled per-modality networks + ASC + soft pseudo-label re-learning."""
 
     name = "mmcml"
+    table_order = 6
     description = ("MMCML: decoupled per-modality VNets, area-similarity contrastive loss + "
                    "soft pseudo-label re-learning")
     default_weight = 1.0

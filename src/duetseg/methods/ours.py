@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import torch
 
+from duetseg.config import Config
 from duetseg.methods.base import MethodContext
-from duetseg.methods.dual_branch import DualBranchMethod
+from duetseg.methods.dual_branch import DualBranchMethod, duetnet_switches
 from duetseg.methods.losses import (
     cross_branch_mse,
     foreground_fraction,
@@ -58,8 +59,18 @@ class Ours(DualBranchMethod):
     description = ("DuetNet (MMF + MAE) with multi-modal mutual learning between the branches "
                    "(the paper's method; volume-keeping cross pseudo-labels by default)")
     default_weight = 1.0
+    role = "proposed"
+    ablation_switches = ("mmf", "mae", "mcml")
 
     Options = OursOptions
+
+    @classmethod
+    def ablation_flags(cls, config: Config) -> dict[str, bool]:
+        """MMF and MAE from the model settings; MCML on unless ``method.options.mcml`` is
+        false or the unsupervised weight is 0 (the labelled-only control)."""
+        mcml = config.method.options.get("mcml", OursOptions.model_fields["mcml"].default)
+        return {**duetnet_switches(config),
+                "mcml": bool(mcml) and config.method.consistency_weight != 0}
 
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)

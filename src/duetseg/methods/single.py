@@ -11,7 +11,7 @@ from torch import nn
 
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.models.factory import vnet_from_config
+from duetseg.methods.networks import vnet_from_config
 
 __all__ = ["SingleNetworkMethod", "build_vnet"]
 

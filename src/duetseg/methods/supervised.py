@@ -14,9 +14,9 @@ from typing import Literal
 
 import torch
 
-from duetseg.config import StrictModel
+from duetseg.config import Config, StrictModel
 from duetseg.methods.base import Method, OutputSpec
-from duetseg.methods.dual_branch import DualBranchMethod
+from duetseg.methods.dual_branch import DualBranchMethod, duetnet_switches
 from duetseg.methods.losses import SupervisedLoss
 from duetseg.methods.single import build_vnet
 
@@ -28,9 +28,17 @@ class Supervised(DualBranchMethod):
 
     name = "supervised"
     description = "labelled crops only, same network (bounds: labelled-only / 100 % labels)"
+    role = "bound"
+    table_order = 0
+    ablation_switches = ("mmf", "mae")
 
     class Options(StrictModel):
         network: Literal["duetnet", "vnet"] = "duetnet"
+
+    @classmethod
+    def ablation_flags(cls, config: Config) -> dict[str, bool]:
+        """MMF and MAE from the model settings (there is no unsupervised term to drop)."""
+        return duetnet_switches(config)
 
     @classmethod
     def minimum_modalities(cls, options) -> int:

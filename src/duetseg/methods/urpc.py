@@ -36,7 +36,7 @@ import torch
 from duetseg.config import StrictModel
 from duetseg.methods.base import Method, MethodContext
 from duetseg.methods.losses import SupervisedLoss
-from duetseg.models.factory import backbone_args
+from duetseg.methods.networks import backbone_args
 from duetseg.models.multihead import MultiScaleVNet
 
 __all__ = ["URPC", "kl_divergence_map", "pyramid_consistency"]
@@ -94,6 +94,7 @@ class URPC(Method):
     """Multi-scale VNet; CE + Dice on every scale; uncertainty-rectified pyramid consistency."""
 
     name = "urpc"
+    table_order = 4
     description = "URPC: deep-supervision pyramid consistency rectified by KL uncertainty"
     default_weight = 0.1
     default_rampup_fraction = 1.0

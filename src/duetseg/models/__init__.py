@@ -1,8 +1,8 @@
 """Networks: VNet backbone pieces, MMF fusion, MAE enhancement, DuetNet.
 
-The networks are plain ``torch.nn.Module`` classes taking plain arguments; the functions of
-:mod:`duetseg.models.factory` (``duetnet_from_config``, ...) build them from a
-:class:`~duetseg.config.ModelConfig`.
+The networks are plain ``torch.nn.Module`` classes taking plain arguments; this package does
+not read the config. The methods build them from a run's model settings with
+:mod:`duetseg.methods.networks` (``duetnet_from_config``, ...).
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ from duetseg.models.enhancement import (
     SelectiveKernelEnhancement,
     build_enhancement,
 )
-from duetseg.models.factory import (
-    backbone_args,
-    cmcnet_from_config,
-    duetnet_from_config,
-    vnet_from_config,
-)
 from duetseg.models.fusion import MultiModalFusion, build_fusion
 from duetseg.models.vnet import Decoder, Encoder, VNet
 
@@ -37,16 +31,12 @@ __all__ = [
     "PerBranchEnhancement",
     "SelectiveKernelEnhancement",
     "VNet",
-    "backbone_args",
     "build_enhancement",
     "build_fusion",
-    "cmcnet_from_config",
     "count_parameters",
-    "duetnet_from_config",
     "ensemble_probabilities",
     "init_weights",
     "make_norm",
-    "vnet_from_config",
 ]
 
 

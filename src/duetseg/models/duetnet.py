@@ -57,7 +57,7 @@ class DuetNet(nn.Module):
     """Multi-branch segmentation network with MMF and MAE.
 
     The settings mirror :class:`duetseg.config.ModelConfig`; build from a config with
-    :func:`duetseg.models.factory.duetnet_from_config`.
+    :func:`duetseg.methods.networks.duetnet_from_config`.
 
     Args:
         in_modalities: number of modalities K (≥ 2), one branch each.

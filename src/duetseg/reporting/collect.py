@@ -22,7 +22,9 @@ from duetseg.config import Config
 from duetseg.data.splits import load_splits
 from duetseg.errors import ConfigError
 from duetseg.evaluation.summary import LATER_METRICS, METRICS
+from duetseg.method_roles import ABLATION_SWITCHES
 from duetseg.output_spec import OutputSpec, specs_from_summary
+from duetseg.reporting.roles import ablation_flags, ablation_switches
 from duetseg.run.config import load_run_config
 from duetseg.run.layout import EvalDir, RunDir
 
@@ -41,11 +43,10 @@ class RunRecord:
         labeled_spec: the configured ``splits.labeled`` as a string (e.g. ``"5%"``).
         labeled_percent: ``labeled / len(train) * 100``.
         seed: ``train.seed``.
-        mmf: multi-modal fusion on (``model.fusion != "none"``).
-        mae: modality-aware enhancement on (``model.mae``).
-        mcml: contrastive mutual learning on (method ``ours`` with ``method.options.mcml``
-            and an unsupervised weight other than 0: a weight-0 run is the labelled-only
-            control).
+        mmf: multi-modal fusion on; mae: modality-aware enhancement on; mcml: contrastive
+            mutual learning on. Each is the method's ablation flag for the run's config
+            (:meth:`duetseg.methods.base.Method.ablation_flags`, e.g. MCML is off in a
+            weight-0 run, the labelled-only control), False for a switch the method lacks.
         primary_output: the output scored as the method's prediction.
         rows: per-case metric rows of ``eval/<split>/metrics.csv``.
         summary: ``eval/<split>/summary.json``.
@@ -126,15 +127,17 @@ class RunRecord:
     @property
     def label(self) -> str:
         """Short human-readable name, e.g. ``ours 5% s1337`` (`` f2`` for fold 2 of a
-        cross-validation, ``[-MAE]`` etc. for ablations)."""
-        off = []
-        if self.is_dual_branch and self.method in ("ours", "supervised"):
-            off = [n for n, on in (("MMF", self.mmf), ("MAE", self.mae)) if not on]
-            if self.method == "ours" and not self.mcml:
-                off.append("MCML")
+        cross-validation, ``[-MAE]`` etc. for the ablation switches that are off)."""
+        off = [s.upper() for s in self.switches_off] if self.is_dual_branch else []
         suffix = f" [-{' -'.join(off)}]" if off else ""
         fold = "" if self.fold is None else f" f{self.fold}"
         return f"{self.name} {self.labeled_percent:.3g}% s{self.seed}{fold}{suffix}"
+
+    @property
+    def switches_off(self) -> list[str]:
+        """The method's ablation switches (:func:`~duetseg.reporting.roles.ablation_switches`)
+        that this run turns off, in order."""
+        return [s for s in ablation_switches(self.method) if not getattr(self, s)]
 
     def output_modality(self, output: str) -> str:
         """The modality an output reads (from :attr:`output_specs`), else its name."""
@@ -241,6 +244,7 @@ def load_run(run_dir: Path, split: str = "test") -> RunRecord:
     primary = summary.get("primary_output") or (rows[0]["output"] if rows else "")
     n_train = len(splits["train"])
     labeled = len(splits["labeled"])
+    flags = ablation_flags(cfg.method.name, cfg) or {}
     return RunRecord(
         run_dir=paths.root,
         method=cfg.method.name,
@@ -248,10 +252,7 @@ def load_run(run_dir: Path, split: str = "test") -> RunRecord:
         labeled_spec=str(cfg.splits.labeled),
         labeled_percent=100.0 * labeled / n_train if n_train else math.nan,
         seed=int(cfg.train.seed),
-        mmf=cfg.model.fusion != "none",
-        mae=bool(cfg.model.mae),
-        mcml=(cfg.method.name == "ours" and bool(cfg.method.options.get("mcml", True))
-              and cfg.method.consistency_weight != 0),
+        **{s: flags.get(s, False) for s in ABLATION_SWITCHES},
         primary_output=str(primary),
         rows=rows,
         summary=summary,

@@ -17,7 +17,6 @@ from duetseg.atomic import atomic_path  # noqa: E402
 from duetseg.config import PrepareConfig  # noqa: E402
 from duetseg.data.cache import load_original_label  # noqa: E402
 from duetseg.reporting.collect import RunRecord, read_log_csv  # noqa: E402
-from duetseg.reporting.stats import REFERENCE_METHOD  # noqa: E402
 from duetseg.reporting.tables import order_methods  # noqa: E402
 
 __all__ = ["plot_curves", "qualitative_runs", "common_cases", "plot_qualitative"]
@@ -81,13 +80,13 @@ def plot_curves(runs: list[RunRecord], path: Path) -> Path:
 
 
 def qualitative_runs(runs: list[RunRecord],
-                     reference: str = REFERENCE_METHOD) -> list[RunRecord]:
+                     reference: str | None = None) -> list[RunRecord]:
     """One run per configuration (:attr:`RunRecord.name`) for the qualitative figure.
 
     Uses the labelled count covered by the most configurations (ties: the smallest count)
     and, per configuration, the run with the lowest seed on the split (fold) shared by the
     most configurations, else its lowest-seed run; configurations in table order
-    (``reference`` last).
+    (``reference`` last; None = the proposed method).
     """
     if not runs:
         return []

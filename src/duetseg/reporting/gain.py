@@ -1,6 +1,8 @@
 """Gain over a baseline: pooled per-case paired Dice differences, bootstrap CI, Wilcoxon p.
 
-For a baseline configuration B (a :attr:`RunRecord.name`, e.g. ``ours_w0`` or ``supervised``)
+For a baseline configuration B (a :attr:`RunRecord.name`, e.g. ``ours_w0`` or ``supervised``;
+by default the bound among the registered methods,
+:func:`~duetseg.reporting.roles.default_baseline_method`)
 and every other configuration G at the same labelled count, the per-case differences
 ``G - B`` of Dice (percentage points) are pooled over all pairs matched by
 (seed, split, case), so a run is only paired with B's run of the same seed and the same data
@@ -35,13 +37,13 @@ from duetseg.reporting.bootstrap import (
     per_case_means,
 )
 from duetseg.reporting.collect import RunRecord
+from duetseg.reporting.roles import default_baseline_method
 from duetseg.reporting.stats import paired_dice, paired_wilcoxon
 from duetseg.reporting.tables import Table, count_labels, order_methods, table1_runs
 
-__all__ = ["DEFAULT_BASELINE", "N_RESAMPLES", "BOOTSTRAP_SEED", "GainResult",
+__all__ = ["N_RESAMPLES", "BOOTSTRAP_SEED", "GainResult",
            "bootstrap_mean_ci", "default_baseline", "gain_results", "build_gain_table"]
 
-DEFAULT_BASELINE = "supervised"
 _PRIMARY = "primary"
 _RECORD_KEYS = ("name", "baseline", "labeled", "labeled_percent", "output", "output_label",
                 "n_pairs", "n_cases", "n_runs", "mean", "mean_baseline", "gain", "ci_low",
@@ -118,13 +120,15 @@ class GainResult:
 
 
 def default_baseline(runs: list[RunRecord]) -> str | None:
-    """``supervised`` when a configuration of that name is among the runs of Table 1, else None.
+    """The default baseline (the registered bound, ``supervised``) when a configuration of
+    that name is among the runs of Table 1, else None.
 
     Raises:
         ConfigError: two runs collide (see :func:`duetseg.reporting.tables.table1_runs`).
     """
     names = {r.name for r in table1_runs(runs)}
-    return DEFAULT_BASELINE if DEFAULT_BASELINE in names else None
+    baseline = default_baseline_method()
+    return baseline if baseline in names else None
 
 
 def _output_label(output: str, other: list[RunRecord], base: list[RunRecord]) -> str:

@@ -7,39 +7,53 @@ import html
 import math
 from pathlib import Path
 
-from duetseg.reporting.stats import REFERENCE_METHOD, WilcoxonResult
+from duetseg.reporting.roles import default_baseline_method, reference_method
+from duetseg.reporting.stats import WilcoxonResult
 from duetseg.reporting.tabular import Table
 
 __all__ = ["table_html", "image_html", "stats_html", "render_report"]
 
+# ``{highlight}``: the CSS class of highlighted rows (see :func:`_highlight_class`)
 _CSS = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
-th, td { border: 1px solid #bbb; padding: .3em .6em; text-align: center; }
-th { background: #eee; } td:first-child { text-align: left; }
-tr.ours td { font-weight: bold; }
-img { max-width: 100%; border: 1px solid #ddd; }
-.note { color: #555; font-size: .85em; } ul.runs { font-size: .85em; }
+body {{ font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; }}
+table {{ border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }}
+th, td {{ border: 1px solid #bbb; padding: .3em .6em; text-align: center; }}
+th {{ background: #eee; }} td:first-child {{ text-align: left; }}
+tr.{highlight} td {{ font-weight: bold; }}
+img {{ max-width: 100%; border: 1px solid #ddd; }}
+.note {{ color: #555; font-size: .85em; }} ul.runs {{ font-size: .85em; }}
 """
 
+_REFERENCE = object()  # default of ``highlight``: the proposed method's row
 
-def table_html(table: Table, table_id: str, highlight: str | None = REFERENCE_METHOD) -> str:
+
+def _highlight_class() -> str:
+    """The CSS class of highlighted rows: the proposed method's name (the row it is for)."""
+    return reference_method()
+
+
+def table_html(table: Table, table_id: str, highlight: str | None | object = _REFERENCE
+               ) -> str:
     """Render a :class:`Table` as an HTML ``<table id=...>`` plus its notes.
 
     Args:
         table: the table.
         table_id: value of the ``id`` attribute.
-        highlight: rows whose first cell is this are shown in bold (None: no row).
+        highlight: rows whose first cell is this are shown in bold (None: no row; by
+            default the proposed method's, :func:`~duetseg.reporting.roles.reference_method`).
 
     Returns:
         HTML text (cells are escaped).
     """
+    if highlight is _REFERENCE:
+        highlight = reference_method()
     esc = html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h in table.headers)
     body = []
     for row in table.rows:
-        cls = ' class="ours"' if row and highlight is not None and row[0] == highlight else ""
+        marked = row and highlight is not None and row[0] == highlight
+        cls = f' class="{esc(_highlight_class())}"' if marked else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     notes = "".join(f"<li>{esc(n)}</li>" for n in table.notes)
     return (f'<table id="{esc(table_id)}"><caption>{esc(table.title)}</caption>'
@@ -54,17 +68,18 @@ def image_html(path: Path, alt: str) -> str:
 
 
 def stats_html(results: dict[tuple[str, int], WilcoxonResult], labels: dict[int, str],
-               reference: str = REFERENCE_METHOD) -> str:
+               reference: str | None = None) -> str:
     """The Wilcoxon tests as an HTML table (``id="stats"``).
 
     Args:
         results: (name, labelled count) -> test against ``reference``.
         labels: column label of each labelled count.
-        reference: the reference configuration's name.
+        reference: the reference configuration's name; None = the proposed method.
 
     Returns:
         HTML text, or a note when there is nothing to compare.
     """
+    reference = reference_method() if reference is None else reference
     if not results:
         return f'<p class="note">No configuration to compare with {html.escape(reference)}.</p>'
     rows = []
@@ -85,7 +100,7 @@ def stats_html(results: dict[tuple[str, int], WilcoxonResult], labels: dict[int,
 def render_report(title: str, table1: Table, table2: Table | None, stats: str,
                   curves: Path | None, qualitative: Path | None, runs: list[str],
                   qualitative_note: str = "", gain: Table | None = None,
-                  reference: str = REFERENCE_METHOD) -> str:
+                  reference: str | None = None) -> str:
     """Assemble the whole page.
 
     Args:
@@ -98,15 +113,18 @@ def render_report(title: str, table1: Table, table2: Table | None, stats: str,
         runs: one line per run (listed at the end).
         qualitative_note: shown when there is no qualitative figure.
         gain: the gain-over-a-baseline table, or None (section says how to get one).
-        reference: the reference configuration (its Table 1 row is highlighted).
+        reference: the reference configuration (its Table 1 row is highlighted); None =
+            the proposed method.
 
     Returns:
         The HTML document.
     """
+    reference = reference_method() if reference is None else reference
     esc = html.escape
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{esc(title)}</title>"
+        f"<style>{_CSS.format(highlight=_highlight_class())}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
         '<section id="sec-table1"><h2>Table 1: comparison</h2>',
         table_html(table1, "table1", reference),
@@ -119,7 +137,8 @@ def render_report(title: str, table1: Table, table2: Table | None, stats: str,
         '<section id="sec-gain"><h2>Gain over a baseline</h2>',
         table_html(gain, "gain", None) if gain is not None
         else '<p class="note">No gain table: pass a baseline configuration (report '
-             "--baseline NAME; default supervised when a configuration has that name).</p>",
+             f"--baseline NAME; default {esc(default_baseline_method())} when a configuration "
+             "has that name).</p>",
         "</section>",
         '<section id="sec-curves"><h2>Training curves</h2>',
         image_html(curves, "training loss and validation Dice against iteration, per run")

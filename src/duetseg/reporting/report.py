@@ -10,8 +10,9 @@ from duetseg.reporting.collect import collect_runs
 from duetseg.reporting.figures import plot_curves, plot_qualitative, qualitative_runs
 from duetseg.reporting.gain import build_gain_table, default_baseline
 from duetseg.reporting.html import render_report, stats_html
+from duetseg.reporting.roles import reference_method
 from duetseg.reporting.run_table import build_run_table
-from duetseg.reporting.stats import REFERENCE_METHOD, compare_to_reference
+from duetseg.reporting.stats import compare_to_reference
 from duetseg.reporting.tables import (
     Table,
     build_table1,
@@ -54,7 +55,7 @@ def _save_table(table: Table | None, out_dir: Path, stem: str) -> None:
 def write_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
                  class_id: int | None = None, max_cases: int = 3,
                  baseline: str | None = None,
-                 reference: str = REFERENCE_METHOD) -> ReportResult:
+                 reference: str | None = None) -> ReportResult:
     """Write the report of evaluated runs and return its tables; see :func:`make_report`.
 
     Args:
@@ -63,9 +64,11 @@ def write_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
         split: the evaluated split.
         class_id: class to report; None averages the foreground classes per case.
         max_cases: rows of the qualitative figure.
-        baseline: configuration name for the gain table; None = ``supervised`` when a
+        baseline: configuration name for the gain table; None = the default baseline
+            (``supervised``, :func:`~duetseg.reporting.gain.default_baseline`) when a
             configuration has that name, else no gain table.
-        reference: configuration every other one is tested against in Table 1.
+        reference: configuration every other one is tested against in Table 1; None = the
+            proposed method (``ours``, :func:`~duetseg.reporting.roles.reference_method`).
 
     Returns:
         The path of ``index.html`` and the tables.
@@ -74,6 +77,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
         ConfigError: a folder is not an evaluated run, two runs collide in Table 1, or
             ``baseline`` is not the name of a configuration.
     """
+    reference = reference_method() if reference is None else reference
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = collect_runs([Path(d) for d in run_dirs], split)
@@ -105,7 +109,7 @@ def write_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
 
 def make_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
                 class_id: int | None = None, max_cases: int = 3,
-                baseline: str | None = None, reference: str = REFERENCE_METHOD) -> Path:
+                baseline: str | None = None, reference: str | None = None) -> Path:
     """Write the report of evaluated runs.
 
     Writes into ``out_dir``: ``table1.md``, ``table1.csv``, ``table2.md`` and ``table2.csv``
@@ -123,9 +127,10 @@ def make_report(run_dirs: list[Path], out_dir: Path, split: str = "test",
         class_id: class to report; None averages the foreground classes per case.
         max_cases: rows of the qualitative figure.
         baseline: configuration name for the gain table (see
-            :func:`duetseg.reporting.gain.build_gain_table`); None = ``supervised`` when a
-            configuration has that name, else no gain table.
-        reference: configuration every other one is tested against in Table 1.
+            :func:`duetseg.reporting.gain.build_gain_table`); None = the default baseline
+            (``supervised``) when a configuration has that name, else no gain table.
+        reference: configuration every other one is tested against in Table 1; None = the
+            proposed method (``ours``).
 
     Returns:
         The path of ``index.html``.

@@ -2,7 +2,8 @@
 
 Configurations are told apart by :attr:`RunRecord.name`; pairs are matched by
 (seed, split, case), so a run is only paired with the run of the other configuration that has
-the same seed and the same data split (the same cross-validation fold).
+the same seed and the same data split (the same cross-validation fold). The default reference
+is the registered method of role ``proposed`` (``REFERENCE_METHOD``, looked up on access).
 """
 
 from __future__ import annotations
@@ -14,11 +15,20 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 from duetseg.reporting.collect import RunRecord
+from duetseg.reporting.roles import reference_method
 
-__all__ = ["REFERENCE_METHOD", "PairKey", "WilcoxonResult", "paired_dice", "paired_wilcoxon",
+__all__ = ["PairKey", "WilcoxonResult", "paired_dice", "paired_wilcoxon",
            "wilcoxon_vs_reference", "compare_to_reference"]
 
-REFERENCE_METHOD = "ours"
+
+
+def __getattr__(name: str) -> str:
+    """``REFERENCE_METHOD``: the default reference, the registered method of role
+    ``proposed`` (:func:`~duetseg.reporting.roles.reference_method`), looked up on access."""
+    if name == "REFERENCE_METHOD":
+        return reference_method()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 PairKey = tuple[int, str, str]
 """(seed, split_key, case) of one pair."""
@@ -107,7 +117,7 @@ def paired_wilcoxon(a: np.ndarray, b: np.ndarray,
 
 def wilcoxon_vs_reference(reference: list[RunRecord], other: list[RunRecord], method: str,
                           labeled: int, class_id: int | None = None, min_pairs: int = 2,
-                          reference_name: str = REFERENCE_METHOD) -> WilcoxonResult:
+                          reference_name: str | None = None) -> WilcoxonResult:
     """Paired two-sided Wilcoxon signed-rank test of ``other`` against ``reference``.
 
     See :func:`paired_wilcoxon` for the test and :func:`paired_dice` for the pairing.
@@ -119,7 +129,8 @@ def wilcoxon_vs_reference(reference: list[RunRecord], other: list[RunRecord], me
         labeled: the labelled count.
         class_id: class to use; None averages the foreground classes.
         min_pairs: fewer pairs than this give p = NaN.
-        reference_name: the reference's name (for the note when it has no run).
+        reference_name: the reference's name (for the note when it has no run); None = the
+            proposed method.
 
     Returns:
         The test result; p is NaN with a note when there is no reference run, too few pairs
@@ -128,25 +139,27 @@ def wilcoxon_vs_reference(reference: list[RunRecord], other: list[RunRecord], me
     keys, a, b = paired_dice(reference, other, class_id)
     n = len(keys)
     if not reference:
-        return WilcoxonResult(method, labeled, math.nan, 0, note=f"no {reference_name} run")
+        name = reference_method() if reference_name is None else reference_name
+        return WilcoxonResult(method, labeled, math.nan, 0, note=f"no {name} run")
     median = float(np.median(a - b)) if n else math.nan
     p, statistic, note = paired_wilcoxon(a, b, min_pairs)
     return WilcoxonResult(method, labeled, p, n, statistic, median, note)
 
 
 def compare_to_reference(runs: list[RunRecord], class_id: int | None = None,
-                         reference: str = REFERENCE_METHOD,
+                         reference: str | None = None,
                          ) -> dict[tuple[str, int], WilcoxonResult]:
     """Test every other configuration against ``reference`` at each labelled count.
 
     Args:
         runs: the runs of Table 1 (one per name, labelled count, seed and split).
         class_id: class to use; None averages the foreground classes.
-        reference: name of the reference configuration.
+        reference: name of the reference configuration; None = the proposed method.
 
     Returns:
         (name, labeled) -> result, for every configuration other than ``reference``.
     """
+    reference = reference_method() if reference is None else reference
     groups: dict[tuple[str, int], list[RunRecord]] = {}
     for run in runs:
         groups.setdefault((run.name, run.labeled), []).append(run)

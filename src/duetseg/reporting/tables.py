@@ -15,46 +15,53 @@ from typing import Any
 
 from duetseg.errors import ConfigError
 from duetseg.reporting.collect import RunRecord
-from duetseg.reporting.stats import REFERENCE_METHOD, WilcoxonResult, compare_to_reference
+from duetseg.reporting.roles import (
+    ablation_switches,
+    is_proposed,
+    methods_with_switch,
+    reference_method,
+    table_order,
+)
+from duetseg.reporting.stats import WilcoxonResult, compare_to_reference
 from duetseg.reporting.tabular import Aggregate, Table, aggregate
 
 __all__ = ["Aggregate", "Table", "aggregate", "order_methods", "table1_runs", "table2_runs",
            "build_table1", "build_table2", "group_label", "count_labels", "runs_phrase"]
 
-# Baselines in the paper's order (names as registered; unknown names follow alphabetically).
-_PREFERRED = ["supervised", "mean_teacher", "ict", "entropy_min", "urpc",
-              "mlrpl", "mmcml", "cmc", "bcp"]
-_DUETNET_METHODS = ("ours", "supervised")
-_OURS = "ours"  # the method with contrastive mutual learning (MCML)
 
-
-def order_methods(methods: list[str], reference: str = REFERENCE_METHOD) -> list[str]:
-    """Baselines (paper order, then alphabetical) first, ``reference`` last.
+def order_methods(methods: list[str], reference: str | None = None) -> list[str]:
+    """Baselines (the methods' table order, then alphabetical) first, ``reference`` last.
 
     Args:
         methods: configuration names (repeats allowed).
-        reference: the name put last.
+        reference: the name put last; None = the proposed method
+            (:func:`~duetseg.reporting.roles.reference_method`).
 
     Returns:
         The unique names in display order.
     """
+    reference = reference_method() if reference is None else reference
+    preferred = table_order()
     unique = list(dict.fromkeys(methods))
-    known = [m for m in _PREFERRED if m in unique and m != reference]
-    rest = sorted(m for m in unique if m not in _PREFERRED and m != reference)
+    known = [m for m in preferred if m in unique and m != reference]
+    rest = sorted(m for m in unique if m not in preferred and m != reference)
     return known + rest + ([reference] if reference in unique else [])
 
 
+def _has_ablation(run: RunRecord) -> bool:
+    """A dual-branch run of a method with ablation switches."""
+    return bool(ablation_switches(run.method)) and run.is_dual_branch
+
+
 def _is_ablation_variant(run: RunRecord) -> bool:
-    """A DuetNet run with MMF, MAE or (for ``ours``) MCML off, unless it has a name of its
-    own (``config.name`` other than the method): a named run is its own configuration."""
-    if run.name != run.method or run.method not in _DUETNET_METHODS or not run.is_dual_branch:
-        return False
-    full = run.mmf and run.mae and (run.mcml or run.method != _OURS)
-    return not full
+    """A run with one of its method's ablation switches off (e.g. MAE), unless it has a name
+    of its own (``config.name`` other than the method): a named run is its own
+    configuration."""
+    return run.name == run.method and _has_ablation(run) and bool(run.switches_off)
 
 
 def table1_runs(runs: list[RunRecord]) -> list[RunRecord]:
-    """Runs for Table 1: every run except unnamed DuetNet ablation variants (a flag off).
+    """Runs for Table 1: every run except unnamed ablation variants (a switch off).
 
     The K folds of a cross-validation (and the seeds) of one configuration are all kept.
 
@@ -123,14 +130,15 @@ def _p_cell(result: WilcoxonResult | None) -> str:
 
 
 def build_table1(runs: list[RunRecord], class_id: int | None = None,
-                 reference: str = REFERENCE_METHOD) -> Table:
+                 reference: str | None = None) -> Table:
     """Table 1: DSC and ASD of each configuration at each labelled count, with Wilcoxon p.
 
     Args:
         runs: all runs (ablation variants are left out, see :func:`table1_runs`); the seeds
             and folds of one configuration (same :attr:`RunRecord.name`) make one row.
         class_id: class; None averages the foreground classes.
-        reference: the configuration every other one is tested against (p column).
+        reference: the configuration every other one is tested against (p column); None =
+            the proposed method.
 
     Returns:
         The table (rows = configurations, columns per labelled count).
@@ -138,6 +146,7 @@ def build_table1(runs: list[RunRecord], class_id: int | None = None,
     Raises:
         ConfigError: two runs collide (see :func:`table1_runs`).
     """
+    reference = reference_method() if reference is None else reference
     selected = table1_runs(runs)
     tests = compare_to_reference(selected, class_id, reference)
     labels = count_labels(selected)
@@ -204,17 +213,28 @@ def build_table1(runs: list[RunRecord], class_id: int | None = None,
 
 
 def table2_runs(runs: list[RunRecord]) -> list[RunRecord]:
-    """Dual-branch ``ours``/``supervised`` runs; one per (labelled, flags, seed, split).
+    """Dual-branch runs of methods with ablation switches; one per (labelled, flags, seed,
+    split).
 
-    On a tie, ``ours`` wins over ``supervised`` and a run named after its method over a
-    named configuration (e.g. ``ours`` over ``ours_w0``).
+    On a tie, the proposed method wins over the others (e.g. ``ours`` over ``supervised``)
+    and a run named after its method over a named configuration (e.g. ``ours`` over
+    ``ours_w0``).
     """
     chosen: dict[tuple, RunRecord] = {}
-    for run in sorted(runs, key=lambda r: (r.method != _OURS, r.name != r.method)):
-        if run.method in _DUETNET_METHODS and run.is_dual_branch:
+    for run in sorted(runs, key=lambda r: (not is_proposed(r.method), r.name != r.method)):
+        if _has_ablation(run):
             key = (run.labeled, run.mmf, run.mae, run.mcml, run.seed, run.split_key)
             chosen.setdefault(key, run)
     return list(chosen.values())
+
+
+def _table2_note() -> str:
+    """Where the rows without MCML come from: the methods with and without that switch."""
+    with_mcml = " or ".join(f"'{m}'" for m in methods_with_switch("mcml"))
+    without = " or ".join(f"'{m}'" for m in methods_with_switch("mcml", present=False))
+    return (f"Rows without MCML come from {with_mcml} with method.mcml false or unsupervised "
+            f"weight 0 (same batches), or from {without} (DuetNet); each branch output is "
+            "scored on its own.")
 
 
 def _flag_key(flags: tuple[bool, bool, bool]) -> tuple[int, int, int]:
@@ -226,7 +246,7 @@ def build_table2(runs: list[RunRecord], class_id: int | None = None) -> Table | 
     """Table 2: per-branch DSC and ASD for each combination of MMF / MAE / MCML.
 
     Args:
-        runs: all runs; dual-branch ``ours`` and ``supervised`` runs are used (see
+        runs: all runs; dual-branch runs of methods with ablation switches are used (see
             :func:`table2_runs` for which one wins on the same flags, count, seed and split).
         class_id: class; None averages the foreground classes.
 
@@ -265,7 +285,5 @@ def build_table2(runs: list[RunRecord], class_id: int | None = None) -> Table | 
                         f"asd_mean_{b}": asd[b].mean, f"asd_std_{b}": asd[b].std,
                         f"asd_seed_sd_{b}": asd[b].run_sd})
         records.append(rec)
-    notes = ["Rows without MCML come from 'ours' with method.mcml false or unsupervised "
-             "weight 0 (same batches), or from 'supervised' (DuetNet); each branch output is "
-             "scored on its own."]
+    notes = [_table2_note()]
     return Table("Table 2: ablation (per-branch outputs)", headers, rows, records, notes)

@@ -1,8 +1,8 @@
 """The one place where a :class:`~duetseg.config.ModelConfig` becomes network arguments.
 
 The networks in :mod:`duetseg.models` are plain ``torch.nn.Module`` classes with plain
-arguments; methods build them from the run's config through these functions, so a new model
-setting is read here and nowhere else.
+arguments and know nothing of the config; methods build them from the run's config through
+these functions, so a new model setting is read here and nowhere else.
 """
 
 from __future__ import annotations
