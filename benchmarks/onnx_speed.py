@@ -10,8 +10,8 @@ both use ``--threads`` intra-op threads. Recorded per backend: the median wall t
 median CPU time of the process (all threads), and the largest absolute difference of any
 output's probabilities between the backends.
 
-The raw record goes to ``benchmarks/results/onnx_speed/<date>.json`` (command, machine,
-commit, date, versions, timings).
+The record goes to ``benchmarks/results/speed_cpu/onnx_prediction.json`` (command, machine,
+commit, date and the table), shown on the results page.
 
 Usage: python benchmarks/onnx_speed.py [--methods ours mean_teacher] [--repeats 3]
        [--threads 2] [--iterations 20] [--shape 64 64 48] [--work runs/bench_onnx]
@@ -20,39 +20,21 @@ Usage: python benchmarks/onnx_speed.py [--methods ours mean_teacher] [--repeats 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import REPO
+from common import REPO, record_tables
 
-from duetseg import __version__
 from duetseg.config import PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.export import export_model, load_model_file
 from duetseg.run.trained import predict_probabilities
 from duetseg.training import train
-
-RESULTS = REPO / "benchmarks" / "results" / "onnx_speed"
-
-
-def _commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
-
-    head = git("rev-parse", "HEAD")
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _timed(run, image: np.ndarray) -> tuple[float, float, dict[str, np.ndarray]]:
@@ -126,25 +108,19 @@ def main() -> None:
               f"{r['onnxruntime']['median_wall_s']:.3f} s / "
               f"{r['onnxruntime']['median_cpu_s']:.3f} s, max |dp| "
               f"{r['max_abs_prob_diff']:.2e}, argmax equal {r['argmax_equal']}")
-    now = _dt.datetime.now(_dt.timezone.utc)
-    record = {
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor()
-                    or platform.machine(), "cpu_count": os.cpu_count(),
-                    "threads": args.threads},
-        "commit": _commit(), "date": now.isoformat(timespec="seconds"),
-        "versions": {"duetseg": __version__, "torch": torch.__version__,
-                     "onnxruntime": onnxruntime.__version__,
-                     "python": platform.python_version()},
-        "volume": {"case": case, "shape": list(image.shape), "raw_shape": args.shape},
-        "repeats": args.repeats, "iterations_trained": args.iterations,
-        "results": results,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{now.strftime('%Y-%m-%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
-
+    rows = ["| method | torch wall / CPU (s) | onnxruntime wall / CPU (s) | max abs prob diff "
+            "| masks equal |", "|---|---|---|---|---|"]
+    for method, r in results.items():
+        rows.append(f"| {method} | {r['torch']['median_wall_s']:.2f} / "
+                    f"{r['torch']['median_cpu_s']:.2f} | "
+                    f"{r['onnxruntime']['median_wall_s']:.2f} / "
+                    f"{r['onnxruntime']['median_cpu_s']:.2f} | "
+                    f"{r['max_abs_prob_diff']:.1e} | {'yes' if r['argmax_equal'] else 'no'} |")
+    note = (f"One cached {'×'.join(map(str, image.shape[1:]))} volume, the `demo` setting "
+            f"(32³ windows, width 8), {args.threads} threads, median of {args.repeats} "
+            f"repeats; torch {torch.__version__}, onnxruntime {onnxruntime.__version__}.")
+    record_tables("speed_cpu", "onnx_prediction", "Prediction: PyTorch against ONNX Runtime",
+                  "\n".join(rows), note)
 
 if __name__ == "__main__":
     main()

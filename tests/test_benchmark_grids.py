@@ -37,15 +37,19 @@ PROTOCOL_GRIDS = [g for g in GRIDS if g.stem.startswith("cv_")]
 
 @pytest.mark.parametrize("grid_file", PROTOCOL_GRIDS, ids=[g.stem for g in PROTOCOL_GRIDS])
 def test_a_protocol_grid_reproduces_its_archived_runs(grid_file):
-    """The first fold of seed 0 of each configuration is configured as the archived run of
-    the same name (``ours`` is archived as ``ours_cpssoft``, the default)."""
+    """The first fold of seed 0 of each configuration is configured as its archived run: the
+    grid's own run folder, or for runs archived before the grids existed the run of the same
+    name (``ours`` is archived as ``ours_cpssoft``, the default)."""
     grid = load_grid(grid_file)
     archive = ARCHIVE / grid.out.resolve().relative_to(RUNS.resolve())
     for run in (r for r in plan_grid(grid) if r.name.endswith("_seed0_f0")):
         cfg = with_resolved_options(load_config(grid.base, run.overrides))
         name = cfg.name or cfg.method.name
         name = {"ours": "ours_cpssoft"}.get(name, name)
-        old = with_resolved_options(load_run_config(archive / f"{name}_f0"))
+        archived = archive / run.run_dir.name
+        if not archived.is_dir():
+            archived = archive / f"{name}_f0"
+        old = with_resolved_options(load_run_config(archived))
         assert (cfg.model, cfg.splits, cfg.train) == (old.model, old.splits, old.train), name
         assert cfg.method.name == old.method.name, name
         if cfg.method.consistency_weight:  # at weight 0 the options do not act

@@ -37,7 +37,11 @@ QUESTIONS: dict[str, tuple[str, list[Sentence]]] = {
         ("inference_default", [("duetseg default", "s / volume (median)")],
          "The default inference path reads a 144×171×133 volume in {} s."),
         ("runs_per_hour", [("2", "runs / hour"), ("1", "runs / hour")],
-         "Two runs at once finish {} runs per hour against {} for one at a time.")]),
+         "Two runs at once finish {} runs per hour against {} for one at a time."),
+        ("onnx_prediction", [("ours", "torch wall / CPU (s)"),
+                             ("ours", "onnxruntime wall / CPU (s)")],
+         "Predicting a volume with the default takes {} s (wall / CPU) with PyTorch and {} s "
+         "with ONNX Runtime, the CPU default for exported models.")]),
     "speed_gpu": ("Speed on GPU", [
         ("train_step_bf16_w16_channels_last_ours", [("ours", "s / iteration")],
          "On the GPU a bf16 channels-last training step of the default (96³ crops, width "
