@@ -1,8 +1,6 @@
 """Cuboid masks and pasting between crops (copy-paste / CutMix augmentation).
 
-Used by ``bcp`` (labelled and unlabelled crops pasted into each other) and by ``ours`` with
-``method.options.cutmix`` (unlabelled crops pasted into each other, pseudo-labels mixed the
-same way).
+Used by ``bcp``: labelled and unlabelled crops pasted into each other.
 """
 
 from __future__ import annotations
