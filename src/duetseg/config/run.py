@@ -68,6 +68,10 @@ class ModelConfig(StrictModel):
     # What each DuetNet branch reads: "own" = its own modality only (the paper); "all" =
     # every modality, so branch m differs from the others only by its weights and its role.
     branch_input: Literal["own", "all"] = "own"
+    # Number of DuetNet branches; None = one per modality. Another count needs
+    # branch_input "all" (checked when the method is built, where the modalities are known):
+    # e.g. 2 on a single-modality cache gives two branches that both read it.
+    branches: int | None = Field(default=None, ge=2)
 
     @model_validator(mode="before")
     @classmethod

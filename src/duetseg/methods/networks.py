@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from duetseg.config import ModelConfig
+from duetseg.errors import ConfigError
 from duetseg.models.cmcnet import CMCNet
 from duetseg.models.duetnet import DuetNet
 from duetseg.models.vnet import VNet
@@ -30,10 +31,11 @@ def backbone_args(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def duetnet_from_config(in_modalities: int, num_classes: int, cfg: ModelConfig) -> DuetNet:
-    """DuetNet with every setting of ``cfg`` (backbone, MMF, MAE, branch input).
+    """DuetNet with every setting of ``cfg`` (backbone, MMF, MAE, branches and their input).
 
     Args:
-        in_modalities: number of modalities K (≥ 2), one branch each.
+        in_modalities: number of modalities (input channels); one branch each unless
+            ``cfg.branches`` sets the count.
         num_classes: output classes per branch.
         cfg: model settings.
 
@@ -41,8 +43,16 @@ def duetnet_from_config(in_modalities: int, num_classes: int, cfg: ModelConfig) 
         The network (weights initialised).
 
     Raises:
-        ValueError: ``in_modalities < 2``.
+        ConfigError: ``cfg.branches`` differs from ``in_modalities`` while
+            ``cfg.branch_input`` is ``own``.
+        ValueError: fewer than 2 branches.
     """
+    if cfg.branches is not None and cfg.branches != in_modalities and cfg.branch_input == "own":
+        raise ConfigError(
+            f"model.branches={cfg.branches} differs from the number of modalities "
+            f"({in_modalities}), but model.branch_input=own gives each modality its own "
+            f"branch: set model.branch_input=all (every branch reads every modality) or "
+            f"leave model.branches unset (one branch per modality)")
     return DuetNet(
         in_modalities,
         num_classes,
@@ -53,6 +63,7 @@ def duetnet_from_config(in_modalities: int, num_classes: int, cfg: ModelConfig) 
         mae_on_skips=cfg.mae_on_skips,
         mae_reduction=cfg.mae_reduction,
         branch_input=cfg.branch_input,
+        branches=cfg.branches,
     )
 
 

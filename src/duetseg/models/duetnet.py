@@ -1,7 +1,9 @@
-"""DuetNet: one VNet branch per modality, fused after every encoder stage.
+"""DuetNet: VNet branches (one per modality by default), fused after every encoder stage.
 
 Branch ``m`` sees input channel ``m`` only (``branch_input: own``, the paper) or every
-channel (``branch_input: all``) and has its own encoder and decoder. After each of
+channel (``branch_input: all``) and has its own encoder and decoder. The number of branches
+K is the number of input channels unless ``branches`` sets it; another count needs
+``branch_input: all`` (e.g. two branches that both read a single channel). After each of
 the four encoder stages the K branch features go through multi-modal fusion (MMF,
 :mod:`duetseg.models.fusion`); the fused tensors feed both the next stage and the skip of
 their branch. The K bottlenecks go through modality-aware enhancement (MAE,
@@ -16,7 +18,7 @@ modalities), so the fused features the present branches receive are those of "th
 modality is blank": modality dropout trains the gates to cope with it, and prediction sees
 exactly what training saw. What is masked is the use of the absent branch's *output*: no
 loss during training (``ours``, ``supervised``), and no part in the ensemble or the
-disagreement at prediction.
+disagreement at prediction. A branch reading every channel has no absent input of its own.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class DuetNet(nn.Module):
     :func:`duetseg.methods.networks.duetnet_from_config`.
 
     Args:
-        in_modalities: number of modalities K (≥ 2), one branch each.
+        in_modalities: number of input channels (modalities), ≥ 1.
         num_classes: output classes per branch.
         base_width: first-stage width ``w`` of every branch's VNet.
         fusion: MMF mode after each encoder stage, one of
@@ -73,9 +75,12 @@ class DuetNet(nn.Module):
         norm: ``"batch"`` or ``"instance"``.
         branch_input: ``"own"`` (branch m reads modality m, the paper) or ``"all"`` (every
             branch reads every modality).
+        branches: number of branches K (≥ 2); None = ``in_modalities``. A count other than
+            ``in_modalities`` needs ``branch_input="all"``.
 
     Raises:
-        ValueError: ``in_modalities < 2`` or an unknown option value.
+        ValueError: fewer than 2 branches, ``branch_input="own"`` with a branch count other
+            than ``in_modalities``, or an unknown option value.
     """
 
     def __init__(
@@ -92,18 +97,25 @@ class DuetNet(nn.Module):
         dropout: float = 0.5,
         norm: str = "batch",
         branch_input: str = "own",
+        branches: int | None = None,
     ) -> None:
         super().__init__()
-        if in_modalities < 2:
-            raise ValueError(f"DuetNet needs at least 2 modalities, got {in_modalities}")
+        k = in_modalities if branches is None else branches
+        if k < 2 or in_modalities < 1:
+            raise ValueError(f"DuetNet needs at least 2 branches (one per modality unless "
+                             f"branches is set), got {in_modalities} modalities and "
+                             f"branches={branches}")
         if branch_input not in BRANCH_INPUTS:
             raise ValueError(f"unknown branch_input {branch_input!r}; expected one of "
                              f"{BRANCH_INPUTS}")
+        if branch_input == "own" and k != in_modalities:
+            raise ValueError(f"branch_input 'own' gives each of the {in_modalities} modalities "
+                             f"its branch, so branches={branches} needs branch_input 'all'")
         self.num_modalities = in_modalities
+        self.num_branches = k
         self.num_classes = num_classes
-        k = in_modalities
         self.reads_all = branch_input == "all"
-        in_channels = k if self.reads_all else 1
+        in_channels = in_modalities if self.reads_all else 1
         self.encoders = nn.ModuleList(Encoder(in_channels, base_width, norm) for _ in range(k))
         channels = self.encoders[0].channels
         self.fusions = nn.ModuleList(
@@ -127,20 +139,20 @@ class DuetNet(nn.Module):
         """Run the fused encoders and the enhancement.
 
         Args:
-            x: ``(B, K, X, Y, Z)``, spatial size divisible by 16.
+            x: ``(B, in_modalities, X, Y, Z)``, spatial size divisible by 16.
 
         Returns:
             ``(skips, bottlenecks)``: ``skips[m]`` is branch m's four skip features (full → 1/8
             resolution, after fusion and optional MAE), ``bottlenecks[m]`` its enhanced
-            bottleneck.
+            bottleneck; one entry per branch.
 
         Raises:
             ValueError: wrong input shape.
         """
         check_spatial_size(x, 2**NUM_STAGES, channels=[self.num_modalities])
         features = [x if self.reads_all else x[:, m : m + 1]
-                    for m in range(self.num_modalities)]
-        skips: list[list[Tensor]] = [[] for _ in range(self.num_modalities)]
+                    for m in range(self.num_branches)]
+        skips: list[list[Tensor]] = [[] for _ in range(self.num_branches)]
         for s in range(NUM_STAGES):
             features = [enc.stage(s, f) for enc, f in zip(self.encoders, features, strict=True)]
             features = self.fusions[s](features)
@@ -155,7 +167,7 @@ class DuetNet(nn.Module):
         """Segment with every branch.
 
         Args:
-            x: ``(B, K, X, Y, Z)``; channel m is modality m.
+            x: ``(B, in_modalities, X, Y, Z)``; channel m is modality m.
 
         Returns:
             K logits tensors ``(B, num_classes, X, Y, Z)``, one per branch.
