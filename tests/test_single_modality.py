@@ -1,5 +1,6 @@
 """A one-modality cache: single-network methods train, evaluate and predict on it; methods
-with one branch per modality refuse it with a clear error."""
+with one branch per modality refuse it with a clear error, unless ``model.branches`` gives
+DuetNet two branches that both read the one modality."""
 
 import json
 
@@ -7,11 +8,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from _tiny_run import train_tiny
 
+from duetseg import Segmenter
 from duetseg.config import MethodConfig, ModelConfig, PrepareConfig, load_config
 from duetseg.data.prepare import prepare_dataset
 from duetseg.data.synthetic import make_synthetic_dataset
 from duetseg.errors import ConfigError
+from duetseg.export import export_model
 from duetseg.methods import MethodContext, build_method
 from duetseg.methods.dual_branch import BranchOutputs
 from duetseg.methods.registry import METHODS, get_method_class
@@ -87,3 +91,34 @@ def test_mean_teacher_runs_end_to_end_on_one_modality(t2_cache, tmp_path):
     predict_folder(run, t2_cache.root.parent / "raw", out, progress=False)
     ref = nib.load(t2_cache.properties(case)["label_file"])
     assert nib.load(out / f"{case}.nii.gz").shape == ref.shape
+
+
+def test_ours_with_two_branches_trains_evaluates_predicts_and_exports(t2_cache, tmp_path):
+    two = {"method.name": "ours", "model.branches": 2, "model.branch_input": "all",
+           "train.max_iterations": 3, "train.val_every": 3, "train.checkpoint_every": 3}
+    run = train_tiny(t2_cache, tmp_path / "run", **two)
+    summary = evaluate_run(run, "test", progress=False)
+    assert [(s["name"], s["modality"]) for s in summary["output_specs"]] == [
+        ("branch_a", None), ("branch_b", None), ("ensemble", None)]
+    assert summary["outputs"]["branch_b"] == "branch reading t2"
+    assert all(np.isfinite(summary["metrics"][o]["1"]["dice"]["mean"])
+               for o in ("branch_a", "branch_b", "ensemble"))
+    raw = t2_cache.root.parent / "raw"
+    predict_folder(run, raw, tmp_path / "pred", progress=False)
+    model = export_model(run, tmp_path / "model.zip", onnx=True)
+    case = json.loads((run / "splits.json").read_text())["test"][0]
+    mask = np.asanyarray(nib.load(tmp_path / "pred" / f"{case}.nii.gz").dataobj)
+    t2 = raw / case / f"{case}_t2.nii.gz"
+    for backend in ("torch", "onnxruntime"):
+        seg = Segmenter.load(model, device="cpu", backend=backend)
+        out = seg.predict({"t2": str(t2)}, case=case)
+        assert seg.modalities == ["t2"] and out.modalities_used == ["t2"]
+        assert out.disagreement is not None  # two branches to compare
+        assert np.array_equal(out.mask, mask), backend
+
+
+def test_modality_dropout_with_branches_reading_every_input_stops_training(t2_cache, tmp_path):
+    with pytest.raises(ConfigError, match=r"train\.modality_dropout.*model\.branch_input=all"):
+        train_tiny(t2_cache, tmp_path / "run", **{"model.branches": 2,
+                                                  "model.branch_input": "all",
+                                                  "train.modality_dropout": 0.3})

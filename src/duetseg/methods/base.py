@@ -7,7 +7,8 @@ Modality dropout (``train.modality_dropout``): before each step the trainer call
 :meth:`Method.set_present` with the batch's (B, K) mask of the inputs that were not zeroed.
 Every method receives the zeroed channels; a method that can use the mask (``ours`` and
 ``supervised`` with DuetNet skip an absent branch's losses) reads it with
-:meth:`Method.present_mask`; the others ignore it and simply learn from the zeroed input.
+:meth:`Method.present_mask`, and refuses the option where the mask does not fit its network
+(:meth:`Method.check_training`); the others ignore it and simply learn from the zeroed input.
 The batch before dropout comes with the mask (:meth:`Method.full_input`, e.g. for
 ``ours``'s ``missing_distill``).
 """
@@ -23,7 +24,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from duetseg.config import Config, MethodConfig, ModelConfig, StrictModel
+from duetseg.config import Config, MethodConfig, ModelConfig, StrictModel, TrainConfig
 from duetseg.errors import ConfigError
 from duetseg.method_roles import ABLATION_SWITCHES, Role
 from duetseg.output_spec import OutputSpec
@@ -82,7 +83,8 @@ class Method(nn.Module, ABC):
     # True for a method whose steps may leave trainable parameters without a gradient:
     # data-parallel training then lets DDP look for them (``find_unused_parameters``).
     ddp_find_unused_parameters: ClassVar[bool] = False
-    # fewest input modalities the method's network can take (one branch per modality: 2)
+    # fewest input modalities the method's network can take (one branch per modality: 2);
+    # :meth:`minimum_modalities` may lower it for some options or model settings
     min_modalities: ClassVar[int] = 1
     # the method's part in a comparison; the registered ``proposed`` method is the default
     # reference of significance tests, the first ``bound`` (in table order) the default
@@ -112,8 +114,16 @@ class Method(nn.Module, ABC):
         return None
 
     @classmethod
-    def minimum_modalities(cls, options: StrictModel) -> int:
-        """Fewest input modalities the network chosen by ``options`` can take."""
+    def minimum_modalities(cls, options: StrictModel, model: ModelConfig | None = None) -> int:
+        """Fewest input modalities the network chosen by ``options`` and ``model`` can take.
+
+        Args:
+            options: the method's parsed options (:meth:`parse_options`).
+            model: the run's model settings (None: the defaults).
+
+        Returns:
+            :attr:`min_modalities` unless a subclass says otherwise.
+        """
         return cls.min_modalities
 
     @classmethod
@@ -190,6 +200,17 @@ class Method(nn.Module, ABC):
     def present_mask(self) -> torch.Tensor | None:
         """The bool (B, K) mask given to :meth:`set_present`, or None if all present."""
         return self._present
+
+    def check_training(self, train: TrainConfig) -> None:
+        """Refuse training settings the method cannot honour; the trainer calls it once,
+        after building the method. The default accepts every setting.
+
+        Args:
+            train: the run's training settings.
+
+        Raises:
+            ConfigError: a setting the method cannot train with.
+        """
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimiser updates (teachers kept by EMA are excluded)."""

@@ -7,7 +7,8 @@ is ours.
 
 Network: one independent VNet per modality (a :class:`~duetseg.models.DuetNet` with
 ``fusion: none`` and ``mae: false`` whatever the model config says), each reading only its own
-modality, so each branch is usable alone.
+modality, so each branch is usable alone (``model.branch_input`` and ``model.branches`` act as
+for DuetNet).
 
 Losses:
 
@@ -140,6 +141,8 @@ class MMCML(DualBranchMethod):
                    "soft pseudo-label re-learning")
     default_weight = 1.0
     default_rampup_fraction = 0.5
+    # modality dropout: every network learns from the zeroed input, no loss is masked
+    masks_absent_branches = False
 
     class Options(StrictModel):
         asc_weight: float = Field(default=0.1, ge=0)
@@ -193,7 +196,8 @@ class MMCML(DualBranchMethod):
         return losses
 
     def describe_outputs(self) -> dict[str, str]:
-        desc = {name: f"independent network reading {mod} only"
-                for name, mod in zip(self.branch_names(), self.ctx.modalities)}
+        desc = {name: f"independent network reading {reading}" + ("" if mod is None else " only")
+                for name, mod, reading in zip(self.branch_names(), self.branch_inputs(),
+                                              self.branch_readings())}
         desc["ensemble"] = "mean of the networks' softmax"
         return desc

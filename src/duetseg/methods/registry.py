@@ -42,15 +42,21 @@ def build_method(ctx: MethodContext) -> Method:
     """Instantiate the method named in ``ctx.method.name``.
 
     Raises:
-        ConfigError: unknown method, or fewer modalities than the method's network takes.
+        ConfigError: unknown method, fewer modalities than the method's network takes, or
+            model settings that do not fit the modalities (e.g. ``model.branches``).
     """
     cls = get_method_class(ctx.method.name)
-    needed = cls.minimum_modalities(cls.parse_options(ctx.method.options))
+    options = cls.parse_options(ctx.method.options)
+    needed = cls.minimum_modalities(options, ctx.model)
     if len(ctx.modalities) < needed:
+        branched = ctx.model.model_copy(update={"branches": 2, "branch_input": "all"})
+        hint = (" (or set model.branches=2 and model.branch_input=all: two branches "
+                "reading every modality)"
+                if cls.minimum_modalities(options, branched) <= len(ctx.modalities) else "")
         raise ConfigError(f"method {ctx.method.name!r} has one branch per modality and needs "
                           f"at least {needed} modalities; the dataset has "
                           f"{list(ctx.modalities)}; train a single-network method (e.g. "
-                          f"mean_teacher) on a single-modality cache")
+                          f"mean_teacher) on a single-modality cache{hint}")
     return cls(ctx)
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from duetseg.config import Config, StrictModel
+from duetseg.config import Config, ModelConfig, StrictModel
 from duetseg.methods.base import Method, OutputSpec
 from duetseg.methods.dual_branch import DualBranchMethod, duetnet_switches
 from duetseg.methods.losses import SupervisedLoss
@@ -41,8 +41,9 @@ class Supervised(DualBranchMethod):
         return duetnet_switches(config)
 
     @classmethod
-    def minimum_modalities(cls, options) -> int:
-        return 1 if options.network == "vnet" else cls.min_modalities
+    def minimum_modalities(cls, options: StrictModel, model: ModelConfig | None = None) -> int:
+        """One modality for the VNet, else as DuetNet needs."""
+        return 1 if options.network == "vnet" else super().minimum_modalities(options, model)
 
     def __init__(self, ctx):
         if self.parse_options(ctx.method.options).network == "vnet":

@@ -123,7 +123,9 @@ def _build(cfg: Config, run_dir: Path, resume: bool) -> _Session:
     tc = cfg.train
     _seed_everything(tc.seed)
     torch.backends.cudnn.benchmark = not tc.deterministic
-    method = sync_batchnorm(ctx, build_method(method_context(cfg, cache)).to(ctx.device))
+    built = build_method(method_context(cfg, cache))
+    built.check_training(tc)
+    method = sync_batchnorm(ctx, built.to(ctx.device))
     channels_last = resolve_channels_last(tc.channels_last, ctx.device)
     method = to_memory_format(method, channels_last)
     optimizer = torch.optim.SGD(list(method.trainable_parameters()), lr=tc.lr,

@@ -7,7 +7,8 @@ one must be present): the absent channels are zero-filled after preprocessing
 saw an image. For methods with one output per modality branch (``branch_a``, ``branch_b``,
 ...: ``ours``, ``supervised``, ``mmcml``, ``cmc``) the outputs of the absent modalities'
 branches are dropped and ``ensemble`` becomes the mean softmax of the present branches only
-(:func:`present_outputs`); the disagreement then compares the present branches (the
+(:func:`present_outputs`); a branch reading every modality (``model.branch_input: all``) is
+always kept; the disagreement then compares the present branches (the
 normalised entropy when one is left). Single-network methods predict from the zero-filled
 input as it is. A run trained without modality dropout refuses such a case
 (:func:`check_missing_allowed`).
@@ -61,7 +62,8 @@ def present_outputs(probs: dict[str, np.ndarray], modalities: list[str],
     """The outputs of a case computed only from the branches whose modality is present.
 
     Each branch output belongs to the modality it reads (``branches``, from the method's
-    ``outputs()``). Outputs of absent modalities' branches are dropped, and when the method
+    ``outputs()``; None for a branch reading every modality, which is always kept). Outputs
+    of absent modalities' branches are dropped, and when the method
     has branch outputs its ``ensemble`` is recomputed as the mean of the present branches'
     probabilities (the network's ensemble is the mean softmax of all branches). Other
     outputs (a single network's ``prediction``) are kept as they are.
@@ -79,7 +81,8 @@ def present_outputs(probs: dict[str, np.ndarray], modalities: list[str],
     if all(m in present for m in modalities):
         return probs
     owner = dict(branches)
-    kept = {k: v for k, v in probs.items() if k not in owner or owner[k] in present}
+    kept = {k: v for k, v in probs.items()
+            if k not in owner or owner[k] is None or owner[k] in present}
     kept_branches = [v for k, v in kept.items() if k in owner]
     if kept_branches and "ensemble" in kept:
         kept["ensemble"] = (np.mean(np.stack(kept_branches), axis=0)
