@@ -95,8 +95,7 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert cfg.method.options == {}
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_prior": "soft",
-                                       "mcml": True, "missing_distill": False,
-                                       "teacher": "branches", "ema_decay": 0.99}
+                                       "mcml": True, "missing_distill": False}
     assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
     paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
     assert _identity(paper) != _identity(cfg)
@@ -118,43 +117,3 @@ def test_removed_options_load_at_their_off_value_and_are_refused_otherwise():
                 "method.options.pseudo_prior=anchor"):
         with pytest.raises(ConfigError, match="removed"):
             with_resolved_options(load_config("demo", ["method.name=ours", bad]))
-
-
-def _ours(options: dict):
-    return build_method(MethodContext(
-        modalities=("t1ce", "t2"), num_classes=2, model=ModelConfig(base_width=4, dropout=0.0),
-        method=MethodConfig(name="ours", rampup_fraction=0.0, options=options),
-        max_iterations=10))
-
-
-def test_ema_teacher_gives_the_targets_and_follows_the_network():
-    """``teacher: ema``: the targets come from the EMA copy, which gets no gradient, is not
-    trained, and moves towards the network after each step."""
-    torch.manual_seed(0)
-    method = _ours({"teacher": "ema"})
-    teacher_params = {id(p) for p in method.teacher.parameters()}
-    assert teacher_params.isdisjoint(id(p) for p in method.trainable_parameters())
-    x = torch.rand(4, 2, 16, 16, 16)
-    y = (torch.rand(2, 16, 16, 16) > 0.7).long()
-    with torch.no_grad():  # the targets are the teacher's other branch on the unlabelled crops
-        source = [lg[2:] for lg in method.teacher(x)]
-        own = [lg[2:] for lg in method.net(x)]
-    assert torch.equal(method.source_logits(x, 2, own)[0], source[0])
-    losses = method.training_losses(x, y, iteration=0)
-    losses["loss"].backward()
-    assert all(p.grad is None for p in method.teacher.parameters())
-    optimiser = torch.optim.SGD(method.trainable_parameters(), lr=0.5)
-    optimiser.step()
-    before = [p.clone() for p in method.teacher.parameters()]
-    method.after_step(5)
-    moved = [not torch.equal(a, b) for a, b in zip(before, method.teacher.parameters())]
-    assert any(moved)
-    assert not torch.equal(method.teacher.model.decoders[0].out_conv.weight,
-                           method.net.decoders[0].out_conv.weight)
-
-
-def test_default_teacher_is_the_network_itself():
-    method = _ours({})
-    assert not hasattr(method, "teacher")
-    own = [torch.zeros(1, 2, 4, 4, 4)]
-    assert method.source_logits(torch.zeros(3, 2, 4, 4, 4), 2, own) is own

@@ -22,11 +22,6 @@ zero when fewer than two are (:func:`masked_branch_supervised`,
 enter the MMF gates (see :mod:`duetseg.models.duetnet`). With ``missing_distill`` an
 unlabelled crop that lost an input teaches its present branches the prediction on the same
 crop with every input (:mod:`duetseg.methods.missing_distill`).
-
-With ``method.options.teacher: ema`` the targets come from an exponential moving average of
-the network (:class:`~duetseg.methods.ema.EMATeacher`, updated after every step) run on the
-same batch: branch m still learns the other branches, but the teacher's, which change
-slowly, so one step's mistake is not learnt back at once.
 """
 
 from __future__ import annotations
@@ -36,7 +31,6 @@ import torch
 from duetseg.config import Config
 from duetseg.methods.base import MethodContext
 from duetseg.methods.dual_branch import DualBranchMethod, duetnet_switches
-from duetseg.methods.ema import EMATeacher
 from duetseg.methods.losses import (
     cross_branch_mse,
     foreground_fraction,
@@ -81,16 +75,6 @@ class Ours(DualBranchMethod):
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.uses_unlabeled = self.options.mcml
-        if self.options.teacher == "ema":
-            self.teacher = EMATeacher(self.net, self.options.ema_decay)
-
-    def source_logits(self, image: torch.Tensor, n: int,
-                      unlabelled: list[torch.Tensor]) -> list[torch.Tensor]:
-        """The branches' logits on the unlabelled crops that the targets come from: the
-        network's own (``teacher: branches``) or the EMA teacher's on the same batch."""
-        if self.options.teacher != "ema":
-            return unlabelled
-        return [lg[n:] for lg in self.teacher(image)]
 
     def pseudo_targets(self, logits: list[torch.Tensor]) -> list[torch.Tensor] | None:
         """The logits the pseudo-labels come from (None: the branches' own logits)."""
@@ -120,10 +104,7 @@ class Ours(DualBranchMethod):
         total = sup
         if unsupervised:
             unlabelled = [lg[n:] for lg in logits]
-            source = self.source_logits(image, n, unlabelled)
-            teacher = self.pseudo_targets(source)
-            if teacher is None and source is not unlabelled:
-                teacher = source
+            teacher = self.pseudo_targets(unlabelled)
             if present is None:
                 unsup = self.consistency(unlabelled, teacher)
             else:
@@ -136,11 +117,6 @@ class Ours(DualBranchMethod):
             losses["pseudo_fg"] = foreground_fraction(unlabelled if teacher is None else teacher)
         losses["loss"] = total
         return losses
-
-    def after_step(self, iteration: int) -> None:
-        """EMA update of the teacher (``teacher: ema``) with ``iteration + 1`` steps taken."""
-        if self.options.teacher == "ema":
-            self.teacher.update(self.net, iteration + 1)
 
     def missing_distillation(self, image: torch.Tensor, n: int,
                              unlabelled: list[torch.Tensor], present_u: torch.Tensor

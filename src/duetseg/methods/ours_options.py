@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import field_validator, model_validator
 
 from duetseg.config import StrictModel
 
@@ -35,18 +35,12 @@ class OursOptions(StrictModel):
         missing_distill: with ``train.modality_dropout``, an unlabelled crop that lost an
             input teaches its present branches the prediction on the same crop with every
             input (:mod:`duetseg.methods.missing_distill`).
-        teacher: where the unlabelled targets come from: ``branches`` (the default: the
-            other branches of the network being trained) or ``ema`` (the other branches of
-            an exponential moving average of it, :mod:`duetseg.methods.ema`).
-        ema_decay: ceiling of the EMA decay with ``teacher: ema``.
     """
 
     consistency: Literal["cross_pseudo", "mse"] = "cross_pseudo"
     pseudo_prior: Literal["soft", "off"] = "soft"
     mcml: bool = True
     missing_distill: bool = False
-    teacher: Literal["branches", "ema"] = "branches"
-    ema_decay: float = Field(default=0.99, ge=0.0, le=1.0)
 
     @model_validator(mode="before")
     @classmethod
