@@ -17,7 +17,7 @@ REMOVED_OPTIONS: dict[str, Any] = {
     "pseudo_threshold": 0.8, "erase_weight": 0.0, "anchor_window": (0.1, 0.2),
     "prior_rate": 0.02, "prior_max_shift": 5.0, "cross_branch_grad": True, "cutmix": False,
     "cutmix_ratio": 0.8, "intensity_view": False, "copy_paste": False,
-    "copy_paste_ratio": 2.0 / 3.0,
+    "copy_paste_ratio": 2.0 / 3.0, "teacher": "branches", "ema_decay": 0.99,
 }
 
 
