@@ -342,3 +342,24 @@ def test_run_table_shows_each_run_and_the_collapsed_ones(tmp_path):
     assert len(table.records) == 4 and {r["fold"] for r in table.records} == {0, 1}
     make_report(dirs, tmp_path / "report", baseline="ours_w0")
     assert "Per-run Dice" in (tmp_path / "report" / "runs.md").read_text()
+
+
+def test_branches_reading_other_inputs_are_not_compared(tmp_path):
+    """A run whose branches read every input (``model.branch_input=all``) is compared with
+    a modality-branch baseline by its primary output only: its branch_a is not a t1ce branch."""
+    dirs = []
+    for fold in (0, 1):
+        dirs.append(write_run(tmp_path, f"w0_f{fold}", "ours", fold, _dual(W0[fold]),
+                              name="ours_w0", weight=0.0))
+        run = write_run(tmp_path, f"all_f{fold}", "ours", fold, _dual(OURS[fold]),
+                        name="ours_all")
+        summary_file = run / "eval" / "test" / "summary.json"
+        summary = json.loads(summary_file.read_text())
+        summary["output_specs"] = [
+            {"name": "branch_a", "kind": "branch", "modality": None, "primary": False},
+            {"name": "branch_b", "kind": "branch", "modality": None, "primary": False},
+            {"name": "ensemble", "kind": "ensemble", "modality": None, "primary": True}]
+        summary_file.write_text(json.dumps(summary))
+        dirs.append(run)
+    results = gain_results(collect_runs(dirs), "ours_w0")
+    assert {(r.name, r.output) for r in results} == {("ours_all", "primary")}

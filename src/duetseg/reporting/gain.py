@@ -137,19 +137,20 @@ def _output_label(output: str, other: list[RunRecord], base: list[RunRecord]) ->
         prim = [list(dict.fromkeys(r.primary_output for r in g)) for g in (other, base)]
         mine, theirs = ("/".join(p) for p in prim)
         return f"{_PRIMARY} ({mine})" if mine == theirs else f"{_PRIMARY} ({mine} vs {theirs})"
-    mods = (other[0].output_modality(output), base[0].output_modality(output))
-    if mods[0] == mods[1]:
-        return output if mods[0] == output else f"{output} ({mods[0]})"
-    return f"{output} ({mods[0]} vs {mods[1]})"
+    mod = other[0].output_modality(output)  # the same on both sides (:func:`_outputs`)
+    return output if mod == output else f"{output} ({mod})"
 
 
 def _outputs(other: list[RunRecord], base: list[RunRecord]) -> list[str]:
-    """``primary``, then the outputs both sides have, minus one equal to the shared primary."""
+    """``primary``, then the outputs both sides have reading the same input (a branch of one
+    modality is not compared with a branch reading another, or every modality), minus one
+    equal to the shared primary."""
     def names(group: list[RunRecord]) -> list[str]:
         return list(dict.fromkeys(o for r in group for o in r.outputs))
 
     prim = {r.primary_output for r in other + base}
-    shared = [o for o in names(other) if o in names(base)]
+    shared = [o for o in names(other) if o in names(base)
+              and other[0].output_modality(o) == base[0].output_modality(o)]
     return [_PRIMARY] + [o for o in shared if prim != {o}]
 
 
