@@ -38,14 +38,22 @@ def tmp_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob(".tmp-*"))
 
 
+def _default_sigint() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler: give the child Ctrl-C's usual meaning.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(args: list[str], log: Path, stderr: Path | None = None) -> subprocess.Popen:
-    """``python -m duetseg ARGS`` in its own process group, output to ``log`` (stderr too,
-    unless ``stderr`` names its own file)."""
+    """``python -m duetseg ARGS`` in its own process group, with SIGINT at its default
+    (whatever the test runner inherited), output to ``log`` (stderr too, unless ``stderr``
+    names its own file)."""
     with log.open("w") as out:
         err = subprocess.STDOUT if stderr is None else stderr.open("w")
         try:
             return subprocess.Popen([sys.executable, "-m", "duetseg", *args], stdout=out,
-                                    stderr=err, env=ENV, start_new_session=True)
+                                    stderr=err, env=ENV, start_new_session=True,
+                                    preexec_fn=_default_sigint)
         finally:
             if stderr is not None:
                 err.close()

@@ -33,7 +33,7 @@ def test_writes_to_a_temporary_name_then_renames(tmp_path: Path) -> None:
     with atomic_path(target, suffix=".nii.gz") as tmp:
         assert tmp.parent == target.parent  # same folder: the rename is atomic
         assert tmp.name.startswith(f"{TMP_PREFIX}out.nii.gz-") and tmp.name.endswith(".nii.gz")
-        assert tmp.exists() and not target.exists()
+        assert not tmp.exists() and not target.exists()  # the writer creates it
         tmp.write_text("complete")
     assert target.read_text() == "complete"
     assert not tmp.exists()

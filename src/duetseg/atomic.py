@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,20 +32,19 @@ def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
             e.g. ``.nii.gz``).
 
     Yields:
-        The temporary path to write to. On an exception it is removed.
+        The temporary path to write to (not created yet: the writer creates it). On an
+        exception, ``KeyboardInterrupt`` included, it is removed.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name}-", suffix=suffix,
-                               dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # The name is drawn before anything is created (not mkstemp), so a Ctrl-C at any point
+    # finds the file, if it exists yet, inside the try and removes it.
+    tmp_path = target.parent / f"{TMP_PREFIX}{target.name}-{secrets.token_hex(6)}{suffix}"
     try:
         yield tmp_path
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        tmp_path.unlink(missing_ok=True)
 
 
 def remove_temporaries(folder: str | Path) -> None:
