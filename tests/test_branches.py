@@ -111,15 +111,17 @@ def test_a_missing_modality_keeps_branches_that_read_every_input() -> None:
     assert sorted(own) == ["branch_b", "ensemble"]
 
 
-def test_modality_dropout_with_branches_reading_every_input_is_refused() -> None:
+def test_modality_dropout_masks_only_branches_that_read_one_modality() -> None:
     dropout = TrainConfig(modality_dropout=0.3)
-    for modalities, model in ((("t1ce", "t2"), {"branch_input": "all"}), (("t2",), READS_ALL)):
-        method = _method(modalities, **model)
-        with pytest.raises(ConfigError, match=r"train\.modality_dropout.*branch_input=all"):
+    t1ce_dropped = torch.tensor([[True, True], [False, True]])
+    for name in ("ours", "supervised"):
+        own = _method(("t1ce", "t2"), name=name)
+        every = _method(("t1ce", "t2"), name=name, branch_input="all")
+        for method in (own, every):
             method.check_training(dropout)
-        method.check_training(TrainConfig())  # no dropout: fine
-    _method(("t1ce", "t2")).check_training(dropout)  # own inputs: the mask fits
-    _method(("t1ce", "t2"), name="mmcml", branch_input="all").check_training(dropout)  # no mask
-    supervised = _method(("t1ce", "t2"), name="supervised", branch_input="all")
-    with pytest.raises(ConfigError, match="modality_dropout"):
-        supervised.check_training(dropout)
+            method.set_present(t1ce_dropped)
+        assert torch.equal(own.present_mask(), t1ce_dropped)
+        assert every.present_mask() is None  # each branch still reads t2
+    with pytest.raises(ConfigError, match=r"train\.modality_dropout.*two modalities.*t2"):
+        _method(("t2",), **READS_ALL).check_training(dropout)
+    _method(("t2",), **READS_ALL).check_training(TrainConfig())  # no dropout: fine

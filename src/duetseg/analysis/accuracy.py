@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from duetseg.analysis.configurations import configurations_table
 from duetseg.analysis.missing import paired_differences, pool_missing
 from duetseg.analysis.records import markdown_table
 from duetseg.reporting.bootstrap import N_RESAMPLES
@@ -121,6 +122,11 @@ def accuracy_section(runs: list[RunRecord], n_resamples: int = N_RESAMPLES) -> s
                                 reference=DEFAULT)
         variants.title = "Variants measured (the same protocol)"
         parts.append(variants.to_markdown().strip())
+    table = configurations_table(runs, DEFAULT)
+    if table:
+        parts += ["### What each configuration is", "The settings of each configuration's run "
+                  "config that differ from the default's (`--set` overrides; `cache` names the "
+                  "prepared data when it is another).", table]
     return "\n\n".join(parts) + "\n"
 
 

@@ -6,15 +6,16 @@ named losses. The trainer only sees this interface: it never branches on a metho
 Modality dropout (``train.modality_dropout``): before each step the trainer calls
 :meth:`Method.set_present` with the batch's (B, K) mask of the inputs that were not zeroed.
 Every method receives the zeroed channels; a method that can use the mask (``ours`` and
-``supervised`` with DuetNet skip an absent branch's losses) reads it with
-:meth:`Method.present_mask`, and refuses the option where the mask does not fit its network
-(:meth:`Method.check_training`); the others ignore it and simply learn from the zeroed input.
+``supervised`` with DuetNet skip the losses of a branch whose one modality is absent) reads
+it with :meth:`Method.present_mask`; the others simply learn from the zeroed input. With a
+single modality there is nothing to drop, and :meth:`Method.check_training` refuses it.
 The batch before dropout comes with the mask (:meth:`Method.full_input`, e.g. for
 ``ours``'s ``missing_distill``).
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,6 +128,17 @@ class Method(nn.Module, ABC):
         return cls.min_modalities
 
     @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every option's default, removed options included (with the value that meant
+        "off"): what a run config that does not spell an option used.
+
+        Returns:
+            Option name -> default, as written in a run config (JSON types).
+        """
+        defaults = {name: field.default for name, field in cls.Options.model_fields.items()}
+        return json.loads(json.dumps({**getattr(cls.Options, "removed", {}), **defaults}))
+
+    @classmethod
     def parse_options(cls, options: dict[str, Any]) -> StrictModel:
         """``options`` validated against :class:`Options`, defaults filled in.
 
@@ -203,7 +215,8 @@ class Method(nn.Module, ABC):
 
     def check_training(self, train: TrainConfig) -> None:
         """Refuse training settings the method cannot honour; the trainer calls it once,
-        after building the method. The default accepts every setting.
+        after building the method. The default refuses only modality dropout on a single
+        modality (it would have nothing to drop).
 
         Args:
             train: the run's training settings.
@@ -211,6 +224,11 @@ class Method(nn.Module, ABC):
         Raises:
             ConfigError: a setting the method cannot train with.
         """
+        if train.modality_dropout > 0 and self.num_modalities < 2:
+            raise ConfigError(
+                f"train.modality_dropout={train.modality_dropout} needs at least two "
+                f"modalities, but the run has one ({', '.join(self.ctx.modalities)}): set "
+                f"train.modality_dropout=0")
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the optimiser updates (teachers kept by EMA are excluded)."""

@@ -9,12 +9,9 @@ belong to no single modality (their :class:`OutputSpec` has no modality).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 
-from duetseg.config import Config, ModelConfig, StrictModel, TrainConfig
-from duetseg.errors import ConfigError
+from duetseg.config import Config, ModelConfig, StrictModel
 from duetseg.methods.base import Method, MethodContext, OutputSpec
 from duetseg.methods.losses import SupervisedLoss, masked_branch_supervised
 from duetseg.methods.networks import duetnet_from_config
@@ -79,13 +76,10 @@ def duetnet_switches(config: Config) -> dict[str, bool]:
 class DualBranchMethod(BranchOutputs, Method):
     """Shared part of methods built on DuetNet: outputs per branch and the ensemble.
 
-    Attributes:
-        masks_absent_branches: whether the method's losses skip, under modality dropout,
-            the branch of an absent modality (branch m ↔ modality m); such a method cannot
-            train with modality dropout when its branches read every modality.
+    Under modality dropout a branch that reads one modality gets no loss on the crops where
+    that modality is zeroed; branches that read every modality always have an input (at most
+    one modality is zeroed per crop), so none of their losses is masked.
     """
-
-    masks_absent_branches: ClassVar[bool] = True
 
     @classmethod
     def minimum_modalities(cls, options: StrictModel, model: ModelConfig | None = None) -> int:
@@ -111,21 +105,10 @@ class DualBranchMethod(BranchOutputs, Method):
             return [None] * self.net.num_branches
         return super().branch_inputs()
 
-    def check_training(self, train: TrainConfig) -> None:
-        """Refuse modality dropout when the losses would mask branches that read every
-        modality (the mask maps branch m to modality m).
-
-        Raises:
-            ConfigError: ``train.modality_dropout`` > 0 with ``model.branch_input=all``.
-        """
-        if train.modality_dropout > 0 and self.masks_absent_branches and (
-                self.reads_every_input()):
-            raise ConfigError(
-                f"train.modality_dropout={train.modality_dropout} with "
-                f"model.branch_input=all: method {self.name!r} skips the losses of an absent "
-                f"modality's branch, but every branch reads every modality; set "
-                f"train.modality_dropout=0 or model.branch_input=own (without model.branches, "
-                f"or with one branch per modality)")
+    def present_mask(self) -> torch.Tensor | None:
+        """The (B, K) inputs-present mask, which is also the branches' (branch m reads
+        modality m); None when the branches read every modality, as none is then absent."""
+        return None if self.reads_every_input() else super().present_mask()
 
     def supervised(self, logits: list[torch.Tensor], label: torch.Tensor,
                    present: torch.Tensor | None = None) -> torch.Tensor:

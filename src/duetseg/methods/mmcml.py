@@ -141,8 +141,6 @@ class MMCML(DualBranchMethod):
                    "soft pseudo-label re-learning")
     default_weight = 1.0
     default_rampup_fraction = 0.5
-    # modality dropout: every network learns from the zeroed input, no loss is masked
-    masks_absent_branches = False
 
     class Options(StrictModel):
         asc_weight: float = Field(default=0.1, ge=0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -36,6 +36,8 @@ class OursOptions(StrictModel):
             input teaches its present branches the prediction on the same crop with every
             input (:mod:`duetseg.methods.missing_distill`).
     """
+
+    removed: ClassVar[dict[str, Any]] = REMOVED_OPTIONS
 
     consistency: Literal["cross_pseudo", "mse"] = "cross_pseudo"
     pseudo_prior: Literal["soft", "off"] = "soft"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from duetseg.atomic import save_text
 from duetseg.config import Config
+from duetseg.config.differences import changed_settings
 from duetseg.data.cache import Cache
 from duetseg.data.splits import load_splits, make_splits, save_splits
 from duetseg.errors import ConfigError
@@ -41,14 +42,6 @@ def _identity(cfg: Config) -> dict:
     return data
 
 
-def _differences(old: object, new: object, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new), key=str)
-                for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
 def prepare_run_dir(cfg: Config, cache: Cache, run_dir: Path,
                     resume: bool) -> dict[str, list[str]]:
     """Create or re-open ``run_dir`` and return its splits.
@@ -81,7 +74,8 @@ def prepare_run_dir(cfg: Config, cache: Cache, run_dir: Path,
     paths.root.mkdir(parents=True, exist_ok=True)
     if resume and paths.config_file.exists():
         saved = load_run_config(paths)
-        diffs = _differences(_identity(saved), _identity(cfg))
+        diffs = [f"{key}: {old!r} -> {new!r}" for key, (old, new)
+                 in changed_settings(_identity(saved), _identity(cfg)).items()]
         if diffs:
             raise ConfigError(
                 f"cannot resume {paths}: the config differs from its "
