@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from duetseg.data.augment import random_crop, random_flip_rot
-from duetseg.data.sampling import TwoStreamBatches, make_loader
+from duetseg.data.loader import make_loader
+from duetseg.data.sampling import TwoStreamBatches
 from duetseg.errors import ConfigError, InputError
 
 CROP = (16, 16, 12)
@@ -212,14 +213,14 @@ def test_bad_rank(cache):
 
 
 def test_auto_worker_count_follows_the_machine(monkeypatch):
-    from duetseg.data import sampling
+    from duetseg.data import loader
 
-    assert sampling.resolve_num_workers(3) == 3 and sampling.resolve_num_workers(0) == 0
+    assert loader.resolve_num_workers(3) == 3 and loader.resolve_num_workers(0) == 0
     for cores, processes, expected in [(2, 1, 1), (16, 1, 4), (16, 2, 4), (16, 8, 1), (8, 1, 4),
                                        (6, 1, 3), (1, 1, 1)]:
-        monkeypatch.setattr(sampling.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)),
+        monkeypatch.setattr(loader.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)),
                             raising=False)
-        assert sampling.resolve_num_workers("auto", processes) == expected, (cores, processes)
+        assert loader.resolve_num_workers("auto", processes) == expected, (cores, processes)
 
 
 def test_spatial_augment_rotates_and_zooms_image_and_label_together(tmp_path):

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from duetseg.config import Config
 from duetseg.data.cache import Cache
-from duetseg.data.sampling import TwoStreamBatches, make_loader, resolve_num_workers
+from duetseg.data.loader import make_loader, resolve_num_workers
+from duetseg.data.sampling import TwoStreamBatches
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import Method, build_method
 from duetseg.precision import autocast_context, resolve_channels_last, to_memory_format

@@ -118,7 +118,7 @@ def child_overrides(run: GridRun, parallel: int, cuda: bool) -> list[str]:
         return []
     if not cuda:
         return ["train.num_workers=0"]
-    from duetseg.data.sampling import resolve_num_workers
+    from duetseg.data.loader import resolve_num_workers
 
     return [f"train.num_workers={resolve_num_workers('auto', parallel)}"]
 
