@@ -1,7 +1,8 @@
-"""Rebuild BENCHMARKS.md from the records in benchmarks/results (no training, no weights).
+"""Rebuild BENCHMARKS.md, and the README's accuracy table, from the records in
+benchmarks/results (no training, no weights).
 
 Usage: python benchmarks/results_page.py [--check] [--out PATH]
-  --check: exit 1 when the committed page differs from what the records give.
+  --check: exit 1 when the committed page or table differs from what the records give.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from common import REPO
 
 from duetseg.analysis.page import build_page
+from duetseg.analysis.readme_table import readme_with_table
 
 
 def main() -> None:
@@ -21,13 +23,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    text = build_page(REPO / "benchmarks" / "results")
-    if args.check:
-        if not args.out.is_file() or args.out.read_text() != text:
-            sys.exit(f"{args.out} is stale: run python benchmarks/results_page.py")
-        return
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    results = REPO / "benchmarks" / "results"
+    readme = REPO / "README.md"
+    outputs = {args.out: build_page(results),
+               readme: readme_with_table(results, readme.read_text())}
+    for path, text in outputs.items():
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                sys.exit(f"{path} is stale: run python benchmarks/results_page.py")
+            continue
+        path.write_text(text)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from duetseg.analysis.page import PAGE_COMMAND, build_page
+from duetseg.analysis.readme_table import BEGIN, END, readme_with_table, replace_block
 from duetseg.analysis.records import load_records, render_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +28,21 @@ def test_the_page_is_deterministic():
 def test_the_committed_page_is_what_the_records_give(page):
     assert (REPO / "BENCHMARKS.md").read_text() == page, (
         f"BENCHMARKS.md is stale: run {PAGE_COMMAND}")
+
+
+def test_the_readme_table_is_what_the_records_give():
+    readme = (REPO / "README.md").read_text()
+    assert readme_with_table(RESULTS, readme) == readme, (
+        f"the README's accuracy table is stale: run {PAGE_COMMAND}")
+    table = readme.split(BEGIN)[1].split(END)[0]
+    assert "| ours (default) |" in table and "`mt_t2`" in table
+
+
+def test_the_readme_block_is_replaced_between_its_markers():
+    text = f"intro\n{BEGIN}\nold\n{END}\noutro\n"
+    assert replace_block(text, "| new |\n") == f"intro\n{BEGIN}\n| new |\n{END}\noutro\n"
+    with pytest.raises(ValueError, match="markers"):
+        replace_block("no markers", "x")
 
 
 def test_one_section_per_question_in_order(page):
