@@ -28,8 +28,9 @@ from duetseg.methods.pseudo_label_losses import cross_pseudo_supervision
 from duetseg.run.checkpoint import load_checkpoint
 from duetseg.run.trained import load_trained_run, predict_probabilities
 from duetseg.training import train
+from duetseg.workflows.disagreement import normalised_entropy
 from duetseg.workflows.missing import present_outputs
-from duetseg.workflows.predict import CSV_COLUMNS, normalised_entropy, predict_folder
+from duetseg.workflows.predict import CSV_COLUMNS, predict_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,13 +14,9 @@ from scipy import ndimage
 from duetseg.cli import main
 from duetseg.errors import ConfigError, InputError
 from duetseg.inference.postprocess import keep_largest_component
+from duetseg.workflows.disagreement import disagreement_map, normalised_entropy
 from duetseg.workflows.evaluate import evaluate_run
-from duetseg.workflows.predict import (
-    CSV_COLUMNS,
-    disagreement_map,
-    normalised_entropy,
-    predict_folder,
-)
+from duetseg.workflows.predict import CSV_COLUMNS, predict_folder
 
 ODD = (37, 45, 29)  # larger than the 16^3 training crops, no axis a multiple of 16
 

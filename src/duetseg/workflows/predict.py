@@ -6,7 +6,7 @@ Per case ``<case>`` the output folder gets:
 * ``<case>_prob.nii.gz`` (``save_probabilities``): the primary output's class probabilities,
   float32, 4D (X, Y, Z, C) in the input's geometry;
 * ``<case>_disagreement.nii.gz`` (``save_disagreement``): float32 map in [0, 1], see
-  :func:`disagreement_map`;
+  :func:`~duetseg.workflows.disagreement.disagreement_map`;
 
 and ``disagreement.csv`` holds one row per case (see :data:`CSV_COLUMNS`).
 
@@ -30,7 +30,6 @@ import csv
 import dataclasses
 import io
 import math
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -45,46 +44,14 @@ from duetseg.inference.postprocess import keep_largest_component
 from duetseg.output_spec import branch_modalities
 from duetseg.progress import progress_bar
 from duetseg.run.trained import predict_probabilities
+from duetseg.workflows.disagreement import disagreement_map, normalised_entropy
 from duetseg.workflows.missing import check_missing_allowed, modalities_used, present_outputs
 
-__all__ = ["CSV_COLUMNS", "CasePrediction", "disagreement_map", "normalised_entropy",
-           "predict_case", "predict_folder", "trained_channels"]
+__all__ = ["CSV_COLUMNS", "CasePrediction", "predict_case", "predict_folder",
+           "trained_channels"]
 
 CSV_COLUMNS = ("case", "disagreement", "entropy", "foreground_voxels", "volume_ml",
                "modalities_used")
-
-
-def normalised_entropy(probs: np.ndarray) -> np.ndarray:
-    """Voxel-wise entropy of (C, X, Y, Z) probabilities divided by log C, in [0, 1]."""
-    p = np.clip(probs, 1e-12, 1.0)
-    ent = -(probs * np.log(p)).sum(0) / math.log(probs.shape[0])
-    return np.clip(ent, 0.0, 1.0).astype(np.float32)
-
-
-def disagreement_map(probs: dict[str, np.ndarray], primary: str,
-                     branches: Iterable[str] = ()) -> np.ndarray:
-    """Voxel-wise disagreement in [0, 1] of one case's outputs.
-
-    With two or more branch outputs in ``probs``: the largest absolute difference between
-    two branches' foreground probabilities (1 - p(background)), i.e. max over pairs of
-    |p_i - p_j| = max_i p_i - min_i p_i. Otherwise (a single network, or one branch left
-    by a missing modality) there is nothing to compare: the normalised entropy of the
-    primary output.
-
-    Args:
-        probs: output name -> (C, X, Y, Z) probabilities.
-        primary: name of the primary output.
-        branches: the method's branch outputs (``kind == "branch"`` in its ``outputs()``);
-            those absent from ``probs`` are ignored.
-
-    Returns:
-        (X, Y, Z) float32 map.
-    """
-    present = [probs[k] for k in sorted(set(branches)) if k in probs]
-    if len(present) < 2:
-        return normalised_entropy(probs[primary])
-    fg = np.stack([1.0 - b[0] for b in present])
-    return np.clip(fg.max(0) - fg.min(0), 0.0, 1.0).astype(np.float32)
 
 
 def _outputs_of(out_dir: Path, case: str, probabilities: bool, disagreement: bool) -> list[Path]:

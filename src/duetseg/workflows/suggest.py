@@ -38,7 +38,7 @@ from duetseg.errors import ConfigError
 from duetseg.progress import progress_bar
 from duetseg.run.layout import RunDir
 from duetseg.run.trained import load_trained_run, predict_probabilities
-from duetseg.workflows.predict import disagreement_map, normalised_entropy
+from duetseg.workflows.disagreement import disagreement_map, normalised_entropy
 
 __all__ = ["SUGGEST_COLUMNS", "score_case", "suggest_cases", "write_suggestions"]
 
