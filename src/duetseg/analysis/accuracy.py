@@ -31,9 +31,10 @@ CONTROL = "ours_w0 (labelled only)"
 PAPER = "ours_mse (paper objective)"
 BASELINES = ("mean_teacher", "ict", "mmcml", "bcp", "mt_t2", "mt_t1ce")
 # what a user would pick instead: labelled-only networks with rotation/zoom augmentation
-# (one VNet on T2, DuetNet on both modalities), the one-modality Mean Teachers and the
-# default's objective on T2 alone (two branches reading T2)
-REFERENCES = ("mt_t2", "mt_t1ce", "sup_spatial_t2", "sup_duet_spatial", "ours_t2")
+# (one VNet on T2, DuetNet on both modalities), the one-modality Mean Teachers, the
+# default's objective on T2 alone (two branches reading T2) and without modality branches
+# (both branches reading both modalities)
+REFERENCES = ("mt_t2", "mt_t1ce", "sup_spatial_t2", "sup_duet_spatial", "ours_t2", "ours_all")
 # variants chosen on the choosing seeds, awaiting confirmation (docs/evaluation.md)
 CANDIDATES = ("ours_aug", "ours_augmd")
 ALIASES = {"ours_cpssoft": DEFAULT, "ours": DEFAULT, "ours_w0": CONTROL, "ours_mse": PAPER}
