@@ -13,6 +13,7 @@ from pathlib import Path
 
 from common import REPO
 
+from duetseg.analysis.accuracy import load_protocol_runs
 from duetseg.analysis.page import build_page
 from duetseg.analysis.readme_table import readme_with_table
 
@@ -25,8 +26,9 @@ def main() -> None:
     args = parser.parse_args()
     results = REPO / "benchmarks" / "results"
     readme = REPO / "README.md"
-    outputs = {args.out: build_page(results),
-               readme: readme_with_table(results, readme.read_text())}
+    runs = load_protocol_runs(results)
+    outputs = {args.out: build_page(results, runs=runs),
+               readme: readme_with_table(results, readme.read_text(), runs=runs)}
     for path, text in outputs.items():
         if args.check:
             if not path.is_file() or path.read_text() != text:

@@ -20,6 +20,7 @@ from duetseg.analysis.accuracy import (
 )
 from duetseg.analysis.records import Record, load_records, render_record
 from duetseg.reporting.bootstrap import N_RESAMPLES
+from duetseg.reporting.collect import RunRecord
 
 __all__ = ["PAGE_COMMAND", "QUESTIONS", "build_page", "reading", "records_section"]
 
@@ -102,17 +103,19 @@ def records_section(results: Path, question: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def build_page(results: Path, n_resamples: int = N_RESAMPLES) -> str:
+def build_page(results: Path, n_resamples: int = N_RESAMPLES,
+               runs: list[RunRecord] | None = None) -> str:
     """The whole page.
 
     Args:
         results: the results folder (``benchmarks/results``).
         n_resamples: bootstrap resamples of the confidence intervals.
+        runs: the runs of :func:`load_protocol_runs` when already loaded (None: load them).
 
     Returns:
         The Markdown text of ``BENCHMARKS.md``.
     """
-    runs = load_protocol_runs(results)
+    runs = load_protocol_runs(results) if runs is None else runs
     sections = [accuracy_section(runs, n_resamples), ablation_section(runs),
                 missing_section(runs, n_resamples),
                 *(records_section(results, q) for q in QUESTIONS)]

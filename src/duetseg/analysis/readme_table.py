@@ -16,6 +16,7 @@ from duetseg.analysis.records import markdown_table
 from duetseg.reporting.bootstrap import N_RESAMPLES
 from duetseg.reporting.collect import RunRecord
 from duetseg.reporting.gain import build_gain_table
+from duetseg.reporting.run_table import run_means
 
 __all__ = ["BEGIN", "END", "README_ROWS", "STRONG_LABELLED_ONLY", "readme_table",
            "replace_block", "readme_with_table"]
@@ -39,16 +40,6 @@ README_ROWS: dict[str, str] = {
     "sup_duet_spatial": "labelled cases only: DuetNet on T1ce + T2, rotation/zoom",
     CONTROL: "the default with the unsupervised weight at 0",
 }
-
-
-def _run_means(runs: list[RunRecord], name: str, labeled: int) -> list[float]:
-    """Each run's mean Dice of its primary output, for one configuration and label count."""
-    means = []
-    for run in runs:
-        if run.name == name and run.labeled == labeled:
-            dice = [float(r["dice"]) for r in run.rows if r["output"] == run.primary_output]
-            means.append(statistics.fmean(dice))
-    return means
 
 
 def _cell(means: list[float]) -> str:
@@ -91,7 +82,8 @@ def readme_table(runs: list[RunRecord], n_resamples: int = N_RESAMPLES) -> str:
 
     labels = (2, 4)
     rows = [[name if name in (DEFAULT, PAPER, CONTROL) else f"`{name}`", README_ROWS[name],
-             *(_cell(_run_means(chosen, name, k)) for k in labels),
+             *(_cell([run_means(r) for r in chosen if r.name == name and r.labeled == k])
+               for k in labels),
              *(gain(name, k) for k in labels)] for name in present]
     columns = ["configuration", "what it is", "Dice, 2 labelled", "Dice, 4 labelled",
                f"per run vs `{STRONG_LABELLED_ONLY}`, 2 labelled",
@@ -111,15 +103,18 @@ def replace_block(text: str, block: str) -> str:
     return text[:start + len(BEGIN)] + "\n" + block.strip() + "\n" + text[end:]
 
 
-def readme_with_table(results: Path, readme: str, n_resamples: int = N_RESAMPLES) -> str:
+def readme_with_table(results: Path, readme: str, n_resamples: int = N_RESAMPLES,
+                      runs: list[RunRecord] | None = None) -> str:
     """The README text with its accuracy table rebuilt from the archived runs.
 
     Args:
         results: the results folder (``benchmarks/results``).
         readme: the README's current text (with the markers).
         n_resamples: bootstrap resamples of the run-level gain.
+        runs: the runs of :func:`load_protocol_runs` when already loaded (None: load them).
 
     Returns:
         The new README text.
     """
-    return replace_block(readme, readme_table(load_protocol_runs(results), n_resamples))
+    runs = load_protocol_runs(results) if runs is None else runs
+    return replace_block(readme, readme_table(runs, n_resamples))
