@@ -35,6 +35,10 @@ class OursOptions(StrictModel):
         missing_distill: with ``train.modality_dropout``, an unlabelled crop that lost an
             input teaches its present branches the prediction on the same crop with every
             input (:mod:`duetseg.methods.missing_distill`).
+        teachers: the branches whose predictions make the pseudo-labels (None: every
+            branch). A branch outside them learns the teachers' pseudo-labels and teaches
+            none, so a weak modality's branch can learn from a strong one without pulling
+            it (:func:`~duetseg.methods.pseudo_label_losses.cross_targets`).
     """
 
     removed: ClassVar[dict[str, Any]] = REMOVED_OPTIONS
@@ -43,6 +47,17 @@ class OursOptions(StrictModel):
     pseudo_prior: Literal["soft", "off"] = "soft"
     mcml: bool = True
     missing_distill: bool = False
+    teachers: list[int] | None = None
+
+    @field_validator("teachers")
+    @classmethod
+    def _teachers(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value or min(value) < 0 or len(set(value)) != len(value):
+            raise ValueError(f"teachers must list distinct branch indices (0 = the first "
+                             f"branch), at least one; got {value}")
+        return sorted(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -82,4 +97,7 @@ class OursOptions(StrictModel):
         if self.pseudo_prior != "off" and self.consistency == "mse":
             raise ValueError("pseudo_prior soft needs consistency cross_pseudo (mse has no "
                              "hard pseudo-labels to shift)")
+        if self.teachers is not None and self.consistency != "cross_pseudo":
+            raise ValueError("teachers needs consistency cross_pseudo (it chooses whose "
+                             "pseudo-labels each branch learns)")
         return self
