@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from duetseg.config import MethodConfig, ModelConfig, TrainConfig
+from duetseg.config import MethodConfig, ModelConfig
 from duetseg.errors import ConfigError
 from duetseg.methods import MethodContext, build_method
 from duetseg.methods.losses import SupervisedLoss, class_argmax, cross_branch_mse
-from duetseg.methods.pseudo_label_losses import cross_pseudo_supervision, cross_targets
+from duetseg.methods.pseudo_label_losses import cross_pseudo_supervision
 
 
 def _probs(values: list[list[float]]) -> torch.Tensor:
@@ -51,48 +51,6 @@ def test_cross_pseudo_supervision_weighs_a_small_pseudo_foreground():
     # identical confident branches: only the supervised loss of their own argmax is left
     same = cross_pseudo_supervision([la.detach(), la.detach()], SupervisedLoss())
     assert same.item() < loss.item()
-
-
-def test_teachers_choose_whose_pseudo_labels_each_branch_learns():
-    """Branches 0 and 1 teach; branch 2 learns their mean and teaches none."""
-    fg = [torch.tensor([[0.9, 0.9, 0.1]]), torch.tensor([[0.9, 0.2, 0.1]]),
-          torch.tensor([[0.3, 0.1, 0.95]])]
-    logits = [torch.log(torch.stack([1 - f, f], 1)) for f in fg]
-    everyone = cross_targets(logits)
-    assert everyone[0].tolist() == [[1, 0, 1]]  # branch 2's tumour voxel reaches branch 0
-    pair = cross_targets(logits, teachers=[0, 1])
-    assert pair[0].tolist() == [[1, 0, 0]] and pair[1].tolist() == [[1, 1, 0]]
-    assert pair[2].tolist() == [[1, 1, 0]]  # mean of 0 and 1 (0.55 at voxel 1)
-    only = cross_targets(logits, teachers=[1])
-    assert only[1] is None and only[0].tolist() == only[2].tolist() == [[1, 0, 0]]
-    with pytest.raises(ValueError, match="teachers"):
-        cross_targets(logits, teachers=[3])
-    # the student's logits get no gradient through another branch's target
-    leaves = [lg.clone().requires_grad_(True) for lg in logits]
-    loss = cross_pseudo_supervision(leaves, SupervisedLoss(), teachers=[1])
-    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    assert grads[1] is None and grads[0] is not None and grads[2] is not None
-
-
-def test_teachers_are_checked_against_the_network_and_the_objective():
-    ctx = MethodContext(("t2", "t2copy", "t1ce"), 2, ModelConfig(base_width=4, dropout=0.0),
-                        MethodConfig(name="ours", options={"teachers": [0, 1]}), 100)
-    method = build_method(ctx)
-    torch.manual_seed(0)
-    image = torch.rand(4, 3, 16, 16, 16)
-    label = (torch.rand(2, 16, 16, 16) > 0.5).long()
-    method.training_losses(image, label, iteration=99)["loss"].backward()
-    with pytest.raises(ConfigError, match="modality_dropout"):
-        method.check_training(TrainConfig(modality_dropout=0.3))
-    with pytest.raises(ConfigError, match="3 branches"):
-        build_method(MethodContext(ctx.modalities, 2, ctx.model,
-                                   MethodConfig(name="ours", options={"teachers": [0, 3]}),
-                                   100))
-    for bad in ({"teachers": []}, {"teachers": [0, 0]},
-                {"teachers": [0], "consistency": "mse"}):
-        with pytest.raises(ConfigError, match="teachers"):
-            build_method(MethodContext(ctx.modalities, 2, ctx.model,
-                                       MethodConfig(name="ours", options=bad), 100))
 
 
 def _ctx(**options) -> MethodContext:
@@ -137,8 +95,7 @@ def test_run_config_spells_out_method_options_and_resume_compares_them():
     assert cfg.method.options == {}
     resolved = with_resolved_options(cfg)
     assert resolved.method.options == {"consistency": "cross_pseudo", "pseudo_prior": "soft",
-                                       "mcml": True, "missing_distill": False,
-                                       "teachers": None}
+                                       "mcml": True, "missing_distill": False}
     assert _identity(cfg) == _identity(resolved)  # a config saved before resolving resumes
     paper = load_config("demo", ["method.name=ours", "method.options.consistency=mse"])
     assert _identity(paper) != _identity(cfg)
@@ -156,7 +113,9 @@ def test_removed_options_load_at_their_off_value_and_are_refused_otherwise():
                                "method.options.pseudo_threshold=0.8",
                                "method.options.copy_paste_ratio=0.6666666666666666"])
     assert "cutmix" not in with_resolved_options(old).method.options
+    spelled = load_config("demo", ["method.name=ours", "method.options.teachers=null"])
+    assert "teachers" not in with_resolved_options(spelled).method.options
     for bad in ("method.options.cutmix=true", "method.options.consistency=hard_pseudo",
-                "method.options.pseudo_prior=anchor"):
+                "method.options.pseudo_prior=anchor", "method.options.teachers=[0,1]"):
         with pytest.raises(ConfigError, match="removed"):
             with_resolved_options(load_config("demo", ["method.name=ours", bad]))

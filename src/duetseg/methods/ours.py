@@ -22,19 +22,13 @@ zero when fewer than two are (:func:`masked_branch_supervised`,
 enter the MMF gates (see :mod:`duetseg.models.duetnet`). With ``missing_distill`` an
 unlabelled crop that lost an input teaches its present branches the prediction on the same
 crop with every input (:mod:`duetseg.methods.missing_distill`).
-
-``method.options.teachers`` names the branches whose predictions make the pseudo-labels; the
-others learn from them and teach none (e.g. three branches reading T2, T2 and T1ce with
-teachers ``[0, 1]``: the T2 pair teach each other and the T1ce branch). It is refused with
-modality dropout, whose consistency term regroups the branches per crop.
 """
 
 from __future__ import annotations
 
 import torch
 
-from duetseg.config import Config, TrainConfig
-from duetseg.errors import ConfigError
+from duetseg.config import Config
 from duetseg.methods.base import MethodContext
 from duetseg.methods.dual_branch import DualBranchMethod, duetnet_switches
 from duetseg.methods.losses import (
@@ -81,18 +75,6 @@ class Ours(DualBranchMethod):
     def __init__(self, ctx: MethodContext):
         super().__init__(ctx)
         self.uses_unlabeled = self.options.mcml
-        teachers = self.options.teachers
-        if teachers is not None and max(teachers) >= self.net.num_branches:
-            raise ConfigError(f"method.options.teachers={teachers} names a branch the "
-                              f"network lacks: it has {self.net.num_branches} branches, "
-                              f"numbered from 0")
-
-    def check_training(self, train: TrainConfig) -> None:
-        """Also refuses ``teachers`` with modality dropout (see the module docstring)."""
-        super().check_training(train)
-        if self.options.teachers is not None and train.modality_dropout > 0:
-            raise ConfigError("method.options.teachers cannot be combined with "
-                              "train.modality_dropout; set one of them off")
 
     def pseudo_targets(self, logits: list[torch.Tensor]) -> list[torch.Tensor] | None:
         """The logits the pseudo-labels come from (None: the branches' own logits)."""
@@ -107,8 +89,7 @@ class Ours(DualBranchMethod):
             teacher: logits the targets come from (default ``logits``).
         """
         if self.options.consistency == "cross_pseudo":
-            return cross_pseudo_supervision(logits, self.sup_loss, teacher=teacher,
-                                            teachers=self.options.teachers)
+            return cross_pseudo_supervision(logits, self.sup_loss, teacher=teacher)
         probs = [torch.softmax(lg, 1) for lg in logits]
         targets = None if teacher is None else [torch.softmax(lg, 1) for lg in teacher]
         return cross_branch_mse(probs, targets)

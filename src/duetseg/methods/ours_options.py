@@ -18,6 +18,7 @@ REMOVED_OPTIONS: dict[str, Any] = {
     "prior_rate": 0.02, "prior_max_shift": 5.0, "cross_branch_grad": True, "cutmix": False,
     "cutmix_ratio": 0.8, "intensity_view": False, "copy_paste": False,
     "copy_paste_ratio": 2.0 / 3.0, "teacher": "branches", "ema_decay": 0.99,
+    "teachers": None,
 }
 
 
@@ -35,10 +36,6 @@ class OursOptions(StrictModel):
         missing_distill: with ``train.modality_dropout``, an unlabelled crop that lost an
             input teaches its present branches the prediction on the same crop with every
             input (:mod:`duetseg.methods.missing_distill`).
-        teachers: the branches whose predictions make the pseudo-labels (None: every
-            branch). A branch outside them learns the teachers' pseudo-labels and teaches
-            none, so a weak modality's branch can learn from a strong one without pulling
-            it (:func:`~duetseg.methods.pseudo_label_losses.cross_targets`).
     """
 
     removed: ClassVar[dict[str, Any]] = REMOVED_OPTIONS
@@ -47,17 +44,6 @@ class OursOptions(StrictModel):
     pseudo_prior: Literal["soft", "off"] = "soft"
     mcml: bool = True
     missing_distill: bool = False
-    teachers: list[int] | None = None
-
-    @field_validator("teachers")
-    @classmethod
-    def _teachers(cls, value: list[int] | None) -> list[int] | None:
-        if value is None:
-            return None
-        if not value or min(value) < 0 or len(set(value)) != len(value):
-            raise ValueError(f"teachers must list distinct branch indices (0 = the first "
-                             f"branch), at least one; got {value}")
-        return sorted(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,7 +83,4 @@ class OursOptions(StrictModel):
         if self.pseudo_prior != "off" and self.consistency == "mse":
             raise ValueError("pseudo_prior soft needs consistency cross_pseudo (mse has no "
                              "hard pseudo-labels to shift)")
-        if self.teachers is not None and self.consistency != "cross_pseudo":
-            raise ValueError("teachers needs consistency cross_pseudo (it chooses whose "
-                             "pseudo-labels each branch learns)")
         return self
