@@ -81,6 +81,9 @@ def test_mask_argument(image):
 def test_map_labels():
     lab = np.array([0, 1, 2, 4, 4], dtype=np.int16)
     assert map_labels(lab, "whole_tumour", 2, "c", "f").tolist() == [0, 1, 1, 1, 1]
+    assert map_labels(lab, "tumour_core", 2, "c", "f").tolist() == [0, 1, 0, 1, 1]
+    assert map_labels(lab, "enhancing_tumour", 2, "c", "f").tolist() == [0, 0, 0, 1, 1]
+    assert map_labels(lab - (lab == 4), "tumour_core", 2, "c", "f").tolist() == [0, 1, 0, 1, 1]
     out = map_labels(lab.astype(np.float32), {0: 0, 1: 1, 2: 0, 4: 1}, 2, "c", "f")
     assert out.dtype == np.uint8 and out.tolist() == [0, 1, 0, 1, 1]
     assert map_labels(lab, "identity", 5, "c", "f").tolist() == [0, 1, 2, 4, 4]

@@ -48,6 +48,7 @@ def test_the_readme_block_is_replaced_between_its_markers():
 def test_one_section_per_question_in_order(page):
     sections = [line for line in page.splitlines() if line.startswith("## ")]
     assert sections == ["## Accuracy by method and labelled count",
+                        "## When a second modality pays",
                         "## Ablation of the components (paper Table 2)",
                         "## Accuracy with a modality missing at prediction",
                         "## Speed on CPU", "## Speed on GPU", "## Metrics against medpy"]

@@ -83,12 +83,13 @@ def expand_multi_value(argv: list[str]) -> list[str]:
 
 def parse_label_mapping(text: str):
     """``prepare --label-mapping``: a named mapping or ``"src:dst,..."`` pairs."""
-    if text in ("whole_tumour", "identity", "auto"):
+    if text in ("whole_tumour", "tumour_core", "enhancing_tumour", "identity", "auto"):
         return text
     try:
         return {int(k): int(v) for k, v in (p.split(":") for p in text.split(","))}
     except ValueError as exc:
-        raise typer.BadParameter("use whole_tumour, identity, auto or e.g. '1:1,2:1,4:2'") from exc
+        raise typer.BadParameter("use whole_tumour, tumour_core, enhancing_tumour, identity, "
+                                 "auto or e.g. '1:1,2:1,4:2'") from exc
 
 
 def parse_class_mapping(text: str) -> dict[int, int]:

@@ -1,11 +1,11 @@
 """The results page (``BENCHMARKS.md``), rebuilt from the result records alone.
 
-One section per question, in this order: accuracy, ablation, missing modality, speed on
-CPU, speed on GPU, metrics against medpy. Each gives the current figures, the command that
-regenerates them and a short reading of what they say. Nothing is trained and no weights
-are read: accuracy comes from archived evaluated runs, the rest from JSON records (see
-:mod:`duetseg.analysis.records`). The output depends on the records only (fixed bootstrap
-seed), so building twice gives the same bytes.
+One section per question, in this order: accuracy, when a second modality pays, ablation,
+missing modality, speed on CPU, speed on GPU, metrics against medpy. Each gives the
+current figures, the command that regenerates them and a short reading of what they say.
+Nothing is trained and no weights are read: accuracy comes from archived evaluated runs,
+the rest from JSON records (see :mod:`duetseg.analysis.records`). The output depends on the
+records only (fixed bootstrap seed), so building twice gives the same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from duetseg.analysis.accuracy import (
     load_protocol_runs,
     missing_section,
 )
+from duetseg.analysis.modality_pairs import modality_pairs_section
 from duetseg.analysis.records import Record, load_records, render_record
 from duetseg.reporting.bootstrap import N_RESAMPLES
 from duetseg.reporting.collect import RunRecord
@@ -116,7 +117,8 @@ def build_page(results: Path, n_resamples: int = N_RESAMPLES,
         The Markdown text of ``BENCHMARKS.md``.
     """
     runs = load_protocol_runs(results) if runs is None else runs
-    sections = [accuracy_section(runs, n_resamples), ablation_section(runs),
+    sections = [accuracy_section(runs, n_resamples),
+                modality_pairs_section(results, n_resamples), ablation_section(runs),
                 missing_section(runs, n_resamples),
                 *(records_section(results, q) for q in QUESTIONS)]
     titles = [s.splitlines()[0].removeprefix("## ") for s in sections]

@@ -30,7 +30,8 @@ def prepare(
     window: Annotated[tuple[float, float] | None, typer.Option(
         help="CT window level width for ct_window")] = None,
     label_mapping: Annotated[str, typer.Option(
-        help="auto (BraTS: whole tumour, else identity) | whole_tumour | identity | 1:1,2:1",
+        help="auto (BraTS: whole tumour, else identity) | whole_tumour | tumour_core | "
+             "enhancing_tumour | identity | 1:1,2:1",
     )] = "auto",
     num_classes: Annotated[int, typer.Option(help="classes incl. background")] = 2,
     workers: Annotated[int, typer.Option(help="parallel processes")] = 2,

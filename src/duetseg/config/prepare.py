@@ -83,9 +83,11 @@ class PrepareConfig(StrictModel):
     crop_margin: int = Field(default=0, ge=0)
     normalization: dict[str, NormalizationConfig] = Field(default_factory=dict)
     default_normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
-    # "whole_tumour": any label > 0 becomes 1 (BraTS). "identity": values must already be
+    # "whole_tumour": any label > 0 becomes 1 (BraTS); "tumour_core" (labels 1 and 3/4) and
+    # "enhancing_tumour" (3/4) the other BraTS regions. "identity": values must already be
     # 0..num_classes-1. A dict maps original values to classes; other values are errors.
-    label_mapping: Literal["whole_tumour", "identity"] | dict[int, int] = "identity"
+    label_mapping: (Literal["whole_tumour", "tumour_core", "enhancing_tumour", "identity"]
+                    | dict[int, int]) = "identity"
     num_classes: int = Field(default=2, ge=2)
     registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
 

@@ -43,7 +43,14 @@ from duetseg.data.discovery import CaseSpec
 from duetseg.data.normalize import normalize
 from duetseg.errors import ConfigError, InputError
 
-__all__ = ["PreprocessedCase", "fill_missing_modalities", "map_labels", "preprocess_case"]
+__all__ = ["BRATS_REGIONS", "PreprocessedCase", "fill_missing_modalities", "map_labels",
+           "preprocess_case"]
+
+# BraTS regions by name (necrosis 1, oedema 2, enhancing tumour 4, or 3 from BraTS 2023 on)
+BRATS_REGIONS: dict[str, dict[int, int]] = {
+    "tumour_core": {1: 1, 2: 0, 3: 1, 4: 1},
+    "enhancing_tumour": {1: 0, 2: 0, 3: 1, 4: 1},
+}
 
 
 @dataclass
@@ -67,8 +74,9 @@ def map_labels(label: np.ndarray, mapping, num_classes: int, case: str,
 
     Args:
         label: stored label values (integers, possibly stored as floats).
-        mapping: ``"whole_tumour"`` (any value > 0 becomes 1), ``"identity"`` (values must
-            already be classes) or a dict original value -> class (0 -> 0 unless the dict maps 0).
+        mapping: ``"whole_tumour"`` (any value > 0 becomes 1), a BraTS region of
+            :data:`BRATS_REGIONS`, ``"identity"`` (values must already be classes) or a dict
+            original value -> class (0 -> 0 unless the dict maps 0).
         num_classes: number of classes.
         case: case name (errors).
         file: label file (errors).
@@ -88,6 +96,8 @@ def map_labels(label: np.ndarray, mapping, num_classes: int, case: str,
     values = np.unique(label)
     if mapping == "whole_tumour":
         return (label > 0).astype(np.uint8)
+    if isinstance(mapping, str) and mapping in BRATS_REGIONS:
+        mapping = BRATS_REGIONS[mapping]
     if mapping == "identity":
         bad = [int(v) for v in values if v < 0 or v >= num_classes]
         if bad:
@@ -95,7 +105,8 @@ def map_labels(label: np.ndarray, mapping, num_classes: int, case: str,
                              f"mapping expects 0..{num_classes - 1})", case=case, file=file)
         return label.astype(np.uint8)
     if not isinstance(mapping, dict):
-        raise ConfigError(f"label_mapping must be 'whole_tumour', 'identity' or a dict, "
+        raise ConfigError(f"label_mapping must be 'whole_tumour', 'identity', one of "
+                          f"{sorted(BRATS_REGIONS)} or a dict, "
                           f"got {mapping!r}")
     # Background stays background unless the mapping says otherwise.
     table = {0: 0} | {int(k): int(v) for k, v in mapping.items()}

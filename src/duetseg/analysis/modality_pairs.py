@@ -1,0 +1,142 @@
+"""Results-page section: when does a second modality pay?
+
+Cross pseudo-labelling between two modality branches assumes that each modality alone
+shows the target. The section tests that assumption on the accuracy protocol (2 labelled
+cases, the splits of ``cv_L2``) with two questions: the whole tumour with FLAIR + T2 (both
+show the oedema) and the tumour core (necrosis and enhancing tumour, BraTS labels 1 and 4)
+with T1ce + T2 (T1ce shows the core, T2 only part of it). Each pairs the two-modality run
+with the same objective on either modality alone (two branches reading that modality),
+split by split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from duetseg.analysis.accuracy import ALIASES, DEFAULT
+from duetseg.reporting.bootstrap import N_RESAMPLES
+from duetseg.reporting.collect import RunRecord, collect_runs
+from duetseg.reporting.gain import gain_results
+from duetseg.reporting.run_table import build_run_table
+from duetseg.reporting.tables import build_table1
+from duetseg.run.layout import RunDir
+
+__all__ = ["PairQuestion", "PAIR_QUESTIONS", "load_question_runs", "pair_reading",
+           "modality_pairs_section"]
+
+
+@dataclass(frozen=True)
+class PairQuestion:
+    """One question of the section.
+
+    Attributes:
+        title: the subsection heading.
+        protocol: the archived folder under the results folder.
+        pair: the two-modality configuration.
+        singles: the same objective on each modality alone.
+        others: further configurations shown beside them (labelled-only references).
+        grids: the grids that train the runs (``benchmarks/grids/<grid>.yaml``).
+    """
+
+    title: str
+    protocol: str
+    pair: str
+    singles: tuple[str, ...]
+    others: tuple[str, ...]
+    grids: tuple[str, ...]
+
+
+PAIR_QUESTIONS = (
+    PairQuestion("Whole tumour with FLAIR + T2 (both show the oedema)",
+                 "cv/K3_L2_1000it_zscore_nonzero", "ours_flair_t2",
+                 ("ours_t2", "ours_flair"), (DEFAULT, "sup_spatial_t2"),
+                 ("cv_L2_flair_t2", "cv_L2_flair", "cv_L2_t2", "cv_L2")),
+    PairQuestion("Tumour core with T1ce + T2 (T1ce shows the core)",
+                 "cv/K3_L2_1000it_tc_zscore_nonzero", DEFAULT,
+                 ("ours_t1ce", "ours_t2"), ("sup_spatial", "sup_spatial_t1ce", "sup_spatial_t2"),
+                 ("cv_L2_tc", "cv_L2_tc_t1ce", "cv_L2_tc_t2")),
+)
+
+
+def load_question_runs(results: Path, question: PairQuestion) -> list[RunRecord]:
+    """The question's archived runs on the splits where its pair has a run.
+
+    Args:
+        results: the results folder (``benchmarks/results``).
+        question: the question.
+
+    Returns:
+        The runs of the pair, the singles and the others (names mapped by
+        :data:`~duetseg.analysis.accuracy.ALIASES`), limited to the pair's splits so
+        that every configuration is averaged over the same runs (empty without pair runs).
+    """
+    names = {question.pair, *question.singles, *question.others}
+    dirs = [d for d in sorted((Path(results) / question.protocol).glob("*"))
+            if RunDir(d).is_evaluated("test")]
+    runs = collect_runs(dirs) if dirs else []
+    for run in runs:
+        run.name = ALIASES.get(run.name, run.name)
+    runs = [r for r in runs if r.name in names]
+    splits = {(r.labeled, r.seed, r.split_key) for r in runs if r.name == question.pair}
+    return [r for r in runs if (r.labeled, r.seed, r.split_key) in splits]
+
+
+def pair_reading(runs: list[RunRecord], question: PairQuestion,
+                 n_resamples: int = N_RESAMPLES) -> str:
+    """One sentence per single modality: the pair's run-level gain over it.
+
+    Args:
+        runs: :func:`load_question_runs`.
+        question: the question.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        The sentences (empty when no single has a matched run).
+    """
+    out = []
+    for single in question.singles:
+        if not any(r.name == single for r in runs):
+            continue
+        for g in gain_results(runs, single, names=[question.pair], n_resamples=n_resamples):
+            if g.output != "primary":
+                continue
+            out.append(f"{question.pair} − {single}: {g.gain_run:+.1f} points per run "
+                       f"(95 % CI [{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}], "
+                       f"{g.runs_won} of {g.n_runs} runs won; {g.mean:.1f} against "
+                       f"{g.mean_baseline:.1f} % Dice over {g.n} cases).")
+    return " ".join(out)
+
+
+def modality_pairs_section(results: Path, n_resamples: int = N_RESAMPLES,
+                           questions: tuple[PairQuestion, ...] = PAIR_QUESTIONS) -> str:
+    """The section: per question, the reading, Table 1 and the per-run table.
+
+    Args:
+        results: the results folder (``benchmarks/results``).
+        n_resamples: bootstrap resamples of the run-level gains.
+        questions: the questions, in order.
+
+    Returns:
+        Markdown, from the section's heading.
+    """
+    parts = ["## When a second modality pays",
+             "Cross pseudo-labelling between modality branches assumes that each modality "
+             "alone shows the target. Each question pairs the two-modality run with the "
+             "same objective on either modality alone (two branches reading it) on the same "
+             "splits: 2 labelled cases, the protocol of the accuracy section, only the "
+             "splits the two-modality configuration was trained on."]
+    for question in questions:
+        runs = load_question_runs(results, question)
+        parts.append(f"### {question.title}")
+        if not runs:
+            parts.append("No archived runs.")
+            continue
+        grids = ", ".join(f"`{g}`" for g in question.grids)
+        parts += [pair_reading(runs, question, n_resamples) or "No matched runs yet.",
+                  f"Regenerate: the grids {grids} (`duetseg experiment-run GRID RUN` for "
+                  "the runs listed below), `python benchmarks/archive_runs.py` on them and "
+                  "`python benchmarks/results_page.py`.",
+                  build_table1(runs, reference=question.pair).to_markdown().strip(),
+                  build_run_table(runs).to_markdown().strip()]
+    return "\n\n".join(parts) + "\n"
