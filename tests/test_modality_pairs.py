@@ -52,3 +52,4 @@ def test_the_section_has_each_question_and_says_when_runs_are_missing(tmp_path):
     assert all(f"### {q.title}" in text for q in questions)
     assert "No archived runs." in text  # the other question's folder does not exist here
     assert "1 of 1 runs won" in text
+    assert "#### Dice per configuration" in text and "#### Per-run Dice" in text

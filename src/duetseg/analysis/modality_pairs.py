@@ -133,10 +133,12 @@ def modality_pairs_section(results: Path, n_resamples: int = N_RESAMPLES,
             parts.append("No archived runs.")
             continue
         grids = ", ".join(f"`{g}`" for g in question.grids)
+        table1 = build_table1(runs, reference=question.pair)
+        table1.title = "Dice per configuration"
         parts += [pair_reading(runs, question, n_resamples) or "No matched runs yet.",
                   f"Regenerate: the grids {grids} (`duetseg experiment-run GRID RUN` for "
                   "the runs listed below), `python benchmarks/archive_runs.py` on them and "
                   "`python benchmarks/results_page.py`.",
-                  build_table1(runs, reference=question.pair).to_markdown().strip(),
-                  build_run_table(runs).to_markdown().strip()]
+                  table1.to_markdown(level=4).strip(),
+                  build_run_table(runs).to_markdown(level=4).strip()]
     return "\n\n".join(parts) + "\n"

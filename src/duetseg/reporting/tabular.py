@@ -56,12 +56,12 @@ class Table:
     records: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_markdown(self) -> str:
-        """GitHub-flavoured Markdown: title, table, notes."""
+    def to_markdown(self, level: int = 3) -> str:
+        """GitHub-flavoured Markdown: title (a heading of ``level``), table, notes."""
         def line(cells: list[str]) -> str:
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
-        out = [f"### {self.title}", "", line(self.headers),
+        out = [f"{'#' * level} {self.title}", "", line(self.headers),
                "|" + "|".join("---" for _ in self.headers) + "|"]
         out.extend(line(r) for r in self.rows)
         if self.notes:
