@@ -4,7 +4,8 @@ Cross pseudo-labelling between two modality branches assumes that each modality 
 shows the target. The section tests that assumption on the accuracy protocol (2 labelled
 cases, the splits of ``cv_L2``) with two questions: the whole tumour with FLAIR + T2 (both
 show the oedema) and the tumour core (necrosis and enhancing tumour, BraTS labels 1 and 4)
-with T1ce + T2 (T1ce shows the core, T2 only part of it). Each pairs the two-modality run
+with T1ce + T2 (on T1ce the enhancing rim is bright and the necrosis dark, so cores that
+are mostly one or the other look unlike each other). Each pairs the two-modality run
 with the same objective on either modality alone (two branches reading that modality),
 split by split.
 """
@@ -52,7 +53,7 @@ PAIR_QUESTIONS = (
                  "cv/K3_L2_1000it_zscore_nonzero", "ours_flair_t2",
                  ("ours_t2", "ours_flair"), (DEFAULT, "sup_spatial_t2"),
                  ("cv_L2_flair_t2", "cv_L2_flair", "cv_L2_t2", "cv_L2")),
-    PairQuestion("Tumour core with T1ce + T2 (T1ce shows the core)",
+    PairQuestion("Tumour core with T1ce + T2 (bright rim and dark necrosis on T1ce)",
                  "cv/K3_L2_1000it_tc_zscore_nonzero", DEFAULT,
                  ("ours_t1ce", "ours_t2"), ("sup_spatial", "sup_spatial_t1ce", "sup_spatial_t2"),
                  ("cv_L2_tc", "cv_L2_tc_t1ce", "cv_L2_tc_t2")),
