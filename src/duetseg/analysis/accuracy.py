@@ -50,18 +50,20 @@ REGENERATE = ("`duetseg experiment benchmarks/grids/GRID.yaml` for each grid `cv
               "`python benchmarks/results_page.py`")
 
 
-def load_protocol_runs(results: Path) -> list[RunRecord]:
-    """Every archived evaluated run of :data:`PROTOCOLS`, names mapped by :data:`ALIASES`.
+def load_protocol_runs(results: Path,
+                       protocols: tuple[str, ...] = PROTOCOLS) -> list[RunRecord]:
+    """Every archived evaluated run of ``protocols``, names mapped by :data:`ALIASES`.
 
     Args:
         results: the results folder (``benchmarks/results``).
+        protocols: archived folders under ``results``.
 
     Returns:
         The runs, in folder order.
     """
-    dirs = [d for p in PROTOCOLS for d in sorted((Path(results) / p).glob("*"))
+    dirs = [d for p in protocols for d in sorted((Path(results) / p).glob("*"))
             if RunDir(d).is_evaluated("test")]
-    runs = collect_runs(dirs)
+    runs = collect_runs(dirs) if dirs else []
     for run in runs:
         run.name = ALIASES.get(run.name, run.name)
     return runs

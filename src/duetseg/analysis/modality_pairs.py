@@ -15,13 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from duetseg.analysis.accuracy import ALIASES, DEFAULT
+from duetseg.analysis.accuracy import DEFAULT, load_protocol_runs
 from duetseg.reporting.bootstrap import N_RESAMPLES
-from duetseg.reporting.collect import RunRecord, collect_runs
+from duetseg.reporting.collect import RunRecord
 from duetseg.reporting.gain import gain_results
 from duetseg.reporting.run_table import build_run_table
 from duetseg.reporting.tables import build_table1
-from duetseg.run.layout import RunDir
 
 __all__ = ["PairQuestion", "PAIR_QUESTIONS", "load_question_runs", "pair_reading",
            "modality_pairs_section"]
@@ -69,16 +68,11 @@ def load_question_runs(results: Path, question: PairQuestion) -> list[RunRecord]
 
     Returns:
         The runs of the pair, the singles and the others (names mapped by
-        :data:`~duetseg.analysis.accuracy.ALIASES`), limited to the pair's splits so
+        :func:`~duetseg.analysis.accuracy.load_protocol_runs`), limited to the pair's splits so
         that every configuration is averaged over the same runs (empty without pair runs).
     """
     names = {question.pair, *question.singles, *question.others}
-    dirs = [d for d in sorted((Path(results) / question.protocol).glob("*"))
-            if RunDir(d).is_evaluated("test")]
-    runs = collect_runs(dirs) if dirs else []
-    for run in runs:
-        run.name = ALIASES.get(run.name, run.name)
-    runs = [r for r in runs if r.name in names]
+    runs = [r for r in load_protocol_runs(results, (question.protocol,)) if r.name in names]
     splits = {(r.labeled, r.seed, r.split_key) for r in runs if r.name == question.pair}
     return [r for r in runs if (r.labeled, r.seed, r.split_key) in splits]
 
