@@ -216,3 +216,22 @@ def test_cli_classes_label_mapping_and_tolerance(tmp_path, capsys):
                            str(tmp_path / "r"), "--out", str(tmp_path / "o3"),
                            "--nsd-tolerance", "0"], capsys)
     assert "NSD tolerance must be positive" in line
+
+
+def test_cli_label_mapping_by_brats_region(tmp_path, capsys):
+    ref = box((1, 1, 1), (4, 4, 4), 1) + box((4, 1, 1), (6, 4, 4), 4) \
+        + box((7, 7, 5), (10, 12, 9), 2)
+    write(tmp_path / "r" / "x.nii.gz", ref)
+    write(tmp_path / "p" / "x.nii.gz", ((ref == 1) | (ref == 4)).astype(np.uint8))
+    dice = {}
+    for region in ("tumour_core", "whole_tumour"):
+        main(["evaluate-folder", "--pred", str(tmp_path / "p"), "--ref", str(tmp_path / "r"),
+              "--out", str(tmp_path / region), "--label-mapping", region])
+        s = json.loads((tmp_path / region / "summary.json").read_text())
+        dice[region] = s["mean"]["1"]["Dice"]
+    assert dice["tumour_core"] == 1.0  # labels 1 and 4 predicted exactly
+    assert 0.0 < dice["whole_tumour"] < 1.0  # the oedema (2) is missed
+    with pytest.raises(SystemExit) as exc:  # a usage error: exit 2, as for any bad option
+        main(["evaluate-folder", "--pred", str(tmp_path / "p"), "--ref", str(tmp_path / "r"),
+              "--out", str(tmp_path / "o"), "--label-mapping", "auto"])
+    assert exc.value.code == 2 and "tumour_core" in capsys.readouterr().err

@@ -40,8 +40,20 @@ def test_only_the_question_runs_on_the_pair_splits_are_loaded(tmp_path):
 def test_the_reading_quotes_the_run_level_gain_over_each_single(tmp_path):
     runs = load_question_runs(_archive(tmp_path), QUESTION)
     text = pair_reading(runs, QUESTION, n_resamples=50)
-    assert text.startswith(f"{QUESTION.pair} − {QUESTION.singles[0]}: +10.0 points per run")
+    assert text.startswith(f"- {QUESTION.pair} − {QUESTION.singles[0]}: +10.0 points per run")
     assert "2 of 2 runs won" in text and f"− {QUESTION.singles[1]}:" not in text
+
+
+def test_the_reading_also_quotes_the_gain_over_the_references_after_the_singles(tmp_path):
+    archive = _archive(tmp_path)
+    reference = QUESTION.others[-1]
+    write_run(archive / "cv" / "P", "reference_f0", "ours", 0,
+              _dual([v - 20 for v in PAIR[0]]), name=reference)
+    lines = pair_reading(load_question_runs(archive, QUESTION), QUESTION,
+                         n_resamples=50).splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"- {QUESTION.pair} − {QUESTION.singles[0]}")
+    assert lines[1].startswith(f"- {QUESTION.pair} − {reference}: +20.0 points per run")
+    assert "1 of 1 runs won" in lines[1]
 
 
 def test_the_section_has_each_question_and_says_when_runs_are_missing(tmp_path):

@@ -93,11 +93,21 @@ def parse_label_mapping(text: str):
 
 
 def parse_class_mapping(text: str) -> dict[int, int]:
-    """``evaluate-folder --label-mapping``: ``"src:dst,..."`` pairs; ``0:0`` is implied."""
+    """``evaluate-folder --label-mapping``: a BraTS region or ``"src:dst,..."`` pairs.
+
+    ``whole_tumour``, ``tumour_core`` and ``enhancing_tumour`` map the BraTS values 1-4 to
+    class 1 as ``prepare`` does; ``0:0`` is implied.
+    """
+    from duetseg.data.preprocess import BRATS_REGIONS
+
+    if text == "whole_tumour":
+        return {0: 0, 1: 1, 2: 1, 3: 1, 4: 1}
+    if text in BRATS_REGIONS:
+        return {0: 0, **BRATS_REGIONS[text]}
     mapping = parse_label_mapping(text)
     if not isinstance(mapping, dict):
-        raise typer.BadParameter("use value pairs such as '1:1,2:1,4:1'",
-                                 param_hint="--label-mapping")
+        raise typer.BadParameter("use whole_tumour, tumour_core, enhancing_tumour or value "
+                                 "pairs such as '1:1,2:1,4:1'", param_hint="--label-mapping")
     return {0: 0, **mapping}
 
 

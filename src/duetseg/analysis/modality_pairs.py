@@ -79,7 +79,7 @@ def load_question_runs(results: Path, question: PairQuestion) -> list[RunRecord]
 
 def pair_reading(runs: list[RunRecord], question: PairQuestion,
                  n_resamples: int = N_RESAMPLES) -> str:
-    """One sentence per single modality: the pair's run-level gain over it.
+    """One line per other configuration: the pair's run-level gain over it.
 
     Args:
         runs: :func:`load_question_runs`.
@@ -87,20 +87,21 @@ def pair_reading(runs: list[RunRecord], question: PairQuestion,
         n_resamples: bootstrap resamples.
 
     Returns:
-        The sentences (empty when no single has a matched run).
+        A Markdown list, the single modalities first, then the others (empty when no
+        configuration has a matched run).
     """
     out = []
-    for single in question.singles:
-        if not any(r.name == single for r in runs):
+    for other in (*question.singles, *question.others):
+        if not any(r.name == other for r in runs):
             continue
-        for g in gain_results(runs, single, names=[question.pair], n_resamples=n_resamples):
+        for g in gain_results(runs, other, names=[question.pair], n_resamples=n_resamples):
             if g.output != "primary":
                 continue
-            out.append(f"{question.pair} − {single}: {g.gain_run:+.1f} points per run "
+            out.append(f"- {question.pair} − {other}: {g.gain_run:+.1f} points per run "
                        f"(95 % CI [{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}], "
                        f"{g.runs_won} of {g.n_runs} runs won; {g.mean:.1f} against "
                        f"{g.mean_baseline:.1f} % Dice over {g.n} cases).")
-    return " ".join(out)
+    return "\n".join(out)
 
 
 def modality_pairs_section(results: Path, n_resamples: int = N_RESAMPLES,

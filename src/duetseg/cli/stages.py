@@ -143,7 +143,8 @@ def evaluate_folder_cmd(
         help="classes to score, e.g. --classes 1 2 (default: every non-zero value found)")
     ] = None,
     label_mapping: Annotated[str | None, typer.Option(
-        help="reference value -> class before scoring, e.g. 1:1,2:1,4:1 (0:0 is implied)")
+        help="reference value -> class before scoring: whole_tumour, tumour_core, "
+             "enhancing_tumour (BraTS regions) or pairs, e.g. 1:1,2:1,4:1 (0:0 implied)")
     ] = None,
     nsd_tolerance: Annotated[float, typer.Option(
         help="normalised surface Dice tolerance in mm")] = NSD_TOLERANCE_MM,
