@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -73,6 +74,9 @@ def prepare(
 def train_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory")],
     cache: Annotated[Path | None, typer.Option(help="cache from `duetseg prepare`")] = None,
+    modalities: Annotated[list[str] | None, typer.Option(
+        help="train on these of the cache's modalities, e.g. --modalities t2 (default: all)")
+    ] = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="preset or YAML")] = None,
     method: Annotated[str | None, typer.Option(help="see `duetseg methods`")] = None,
     labeled: Annotated[str | None, typer.Option(help="labelled subset: '5%' or a count")] = None,
@@ -105,6 +109,8 @@ def train_cmd(
     if splits_dir is not None:
         for part in ("train", "val", "test"):
             pairs[f"splits.{part}_list"] = splits_dir / f"{part}.txt"
+    if modalities:
+        pairs["modalities"] = json.dumps(list(modalities))  # YAML reads JSON
     overrides = [f"{k}={v}" for k, v in pairs.items() if v is not None] + overrides
     cfg = load_config(config or "cpu_small", overrides)
     result = train(cfg, out, resume=resume, progress=not quiet)

@@ -198,6 +198,9 @@ class Config(StrictModel):
 
     name: str | None = None
     cache: Path | None = None
+    # The cache's modalities the run reads, in this order; None = all of them. A model
+    # trained on a selection predicts from those modalities' files alone.
+    modalities: list[str] | None = Field(default=None, min_length=1)
     splits: SplitConfig = Field(default_factory=SplitConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)

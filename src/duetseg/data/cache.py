@@ -14,8 +14,10 @@ Layout::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,8 @@ from duetseg.data.geometry import load_original, spacing_of
 from duetseg.data.preprocess import map_labels
 from duetseg.errors import ConfigError
 
-__all__ = ["FORMAT_VERSION", "fingerprint", "Cache", "load_original_label"]
+__all__ = ["FORMAT_VERSION", "fingerprint", "Cache", "open_cache", "take_channels",
+           "load_original_label"]
 
 FORMAT_VERSION = 1
 
@@ -70,6 +73,7 @@ class Cache:
                               f"!= {FORMAT_VERSION}; prepare again")
         self.settings = PrepareConfig.model_validate(self._meta["settings"])
         self._labelled = {c["case"]: bool(c["labelled"]) for c in self._meta["cases"]}
+        self._channels: list[int] | None = None
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r}, {len(self.cases)} cases)"
@@ -91,6 +95,54 @@ class Cache:
     def modalities(self) -> list[str]:
         """Modality names in channel order."""
         return list(self._meta["modalities"])
+
+    @property
+    def channels(self) -> list[int] | None:
+        """Channels of the stored ``<case>.npy`` that :meth:`load_image` returns, in
+        order; None for all of them (see :meth:`select`)."""
+        return None if self._channels is None else list(self._channels)
+
+    def select(self, modalities: Sequence[str]) -> Cache:
+        """The same cache read as if it had been prepared with ``modalities`` only.
+
+        The images hold only those channels, in the given order, and the settings and
+        fingerprint are those of a cache of these modalities, so a model trained on the
+        selection predicts from their files alone.
+
+        Args:
+            modalities: a non-empty subset of :attr:`modalities`, no name twice.
+
+        Returns:
+            A new :class:`Cache` on the same folder.
+
+        Raises:
+            ConfigError: an unknown or repeated name, an empty selection, or one without
+                the registration reference of a registered cache.
+        """
+        names = [str(m) for m in modalities]
+        stored = self.modalities if self._channels is None else self._meta["stored"]
+        unknown = [m for m in names if m not in self.modalities]
+        if not names or unknown or len(set(names)) != len(names):
+            raise ConfigError(f"modalities {names} are not a selection of the cache "
+                              f"{self.root}'s modalities {self.modalities} (each at most once)")
+        settings = self.settings.model_dump(mode="json")
+        if self.settings.registration.enabled:
+            from duetseg.data.registration import reference_modality
+
+            reference = reference_modality(self.settings)
+            if reference not in names:
+                raise ConfigError(f"modalities {names} leave out {reference!r}, the "
+                                  f"registration reference of the cache {self.root}")
+            settings["registration"]["reference"] = reference
+        settings["modalities"] = names
+        settings["normalization"] = {m: v for m, v in settings["normalization"].items()
+                                     if m in names}
+        view = copy.copy(self)
+        view.settings = PrepareConfig.model_validate(settings)
+        view._meta = {**self._meta, "modalities": names, "stored": stored,
+                      "fingerprint": fingerprint(view.settings)}
+        view._channels = [stored.index(m) for m in names]
+        return view
 
     @property
     def num_classes(self) -> int:
@@ -124,8 +176,13 @@ class Cache:
         return self.root / f"{case}_seg.npy"
 
     def load_image(self, case: str, mmap: bool = True) -> np.ndarray:
-        """(C, X, Y, Z) float32 image, memory-mapped read-only by default."""
-        return np.load(self.image_path(case), mmap_mode="r" if mmap else None)
+        """(C, X, Y, Z) float32 image, memory-mapped read-only by default.
+
+        A :meth:`select` of channels that are not consecutive in the file is read into
+        memory.
+        """
+        image = np.load(self.image_path(case), mmap_mode="r" if mmap else None)
+        return image if self._channels is None else take_channels(image, self._channels)
 
     def load_label(self, case: str, mmap: bool = True) -> np.ndarray:
         """(X, Y, Z) uint8 label, memory-mapped read-only by default."""
@@ -135,6 +192,39 @@ class Cache:
         """The case's properties (geometry and provenance)."""
         self._check(case)
         return json.loads((self.root / f"{case}.json").read_text())
+
+
+def open_cache(root: Path, modalities: Sequence[str] | None = None) -> Cache:
+    """Open a cache, reading only ``modalities`` (in that order) when given.
+
+    Args:
+        root: the cache folder.
+        modalities: a selection of the cache's modalities (:meth:`Cache.select`), or None.
+
+    Returns:
+        The cache.
+
+    Raises:
+        ConfigError: no cache there, or an invalid selection.
+    """
+    cache = Cache(root)
+    return cache if modalities is None else cache.select(modalities)
+
+
+def take_channels(image: np.ndarray, channels: Sequence[int]) -> np.ndarray:
+    """``image[channels]``, as a view (a memory map stays one) when they are consecutive.
+
+    Args:
+        image: (C, X, Y, Z).
+        channels: channel indices in the wanted order.
+
+    Returns:
+        The (len(channels), X, Y, Z) image.
+    """
+    first = channels[0]
+    if list(channels) == list(range(first, first + len(channels))):
+        return image[first:first + len(channels)]
+    return np.stack([image[c] for c in channels])
 
 
 def load_original_label(path: Path, cfg: PrepareConfig,

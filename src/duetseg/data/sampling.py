@@ -53,6 +53,7 @@ from duetseg.data.augment import (
     random_rotate_scale,
     transformed_crop,
 )
+from duetseg.data.cache import take_channels
 from duetseg.errors import ConfigError, InputError
 
 __all__ = ["TwoStreamBatches"]
@@ -90,6 +91,8 @@ class TwoStreamBatches(Dataset):
             unlabelled) gets random brightness, gamma and noise.
         spatial_augment: probability in [0, 1] that a crop (labelled or unlabelled) is
             rotated and zoomed.
+        channels: the channels of ``<case>.npy`` to read, in order
+            (:attr:`~duetseg.data.cache.Cache.channels`); None for all.
 
     Raises:
         ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size, rank or
@@ -104,7 +107,8 @@ class TwoStreamBatches(Dataset):
                  rank: int = 0, world_size: int = 1,
                  modality_dropout: float = _DEFAULTS.modality_dropout,
                  intensity_augment: float = _DEFAULTS.intensity_augment,
-                 spatial_augment: float = _DEFAULTS.spatial_augment):
+                 spatial_augment: float = _DEFAULTS.spatial_augment,
+                 channels: list[int] | None = None):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -118,6 +122,7 @@ class TwoStreamBatches(Dataset):
         self.modality_dropout = float(modality_dropout)
         self.intensity_augment = float(intensity_augment)
         self.spatial_augment = float(spatial_augment)
+        self.channels = None if channels is None else [int(c) for c in channels]
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
         if not 1 <= self.labeled_bs <= self.batch_size:
@@ -234,6 +239,8 @@ class TwoStreamBatches(Dataset):
                   if labelled and self.foreground_prob > 0 else None)
             img, lab = self._crop(image, label, rng, iteration, global_slot,
                                   self.foreground_prob if labelled else 0.0, fg)
+            if self.channels is not None:  # crop every channel, keep the selection
+                img = np.ascontiguousarray(take_channels(img, self.channels))
             img, lab = random_flip_rot(img, lab, rng, self.flip, self.rot90)
             if self.intensity_augment > 0:
                 img = random_intensity_augment(img, np.random.default_rng(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from duetseg.config import Config
-from duetseg.data.cache import Cache
+from duetseg.data.cache import Cache, open_cache
 from duetseg.errors import ConfigError
 from duetseg.inference import Predictor, predict_with_config
 from duetseg.methods import Method, MethodContext, build_method
@@ -101,7 +101,7 @@ class TrainedRun:
         if self._cache is None:
             if self.cfg.cache is None:
                 raise ConfigError(f"{self.checkpoint}: the config names no cache")
-            cache = Cache(self.cfg.cache)
+            cache = open_cache(self.cfg.cache, self.cfg.modalities)
             check_compatible({"meta": checkpoint_meta(self.cfg, self.preprocessing)},
                              checkpoint_meta(self.cfg, cache), self.checkpoint)
             self._cache = cache
@@ -138,7 +138,7 @@ def run_preprocessing(paths: RunDir, cfg: Config) -> Preprocessing:
     if cfg.cache is None:
         raise ConfigError(f"{paths} has no {paths.preprocessing_file.name} and its config "
                           f"names no cache")
-    return Preprocessing.from_cache(Cache(cfg.cache))
+    return Preprocessing.from_cache(open_cache(cfg.cache, cfg.modalities))
 
 
 def build_trained_method(cfg: Config, preprocessing: Preprocessing,

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from duetseg.config import Config
-from duetseg.data.cache import Cache
+from duetseg.data.cache import Cache, open_cache
 from duetseg.data.loader import make_loader, resolve_num_workers
 from duetseg.data.sampling import TwoStreamBatches
 from duetseg.errors import ConfigError, DuetsegError
@@ -119,7 +119,7 @@ def _build(cfg: Config, run_dir: Path, resume: bool) -> _Session:
     """Join the process group, prepare the run dir (rank 0), seed, build method + optimizer."""
     ctx = init_distributed(resolve_device(cfg.train.device))
     run_dir = Path(run_dir)
-    cache = Cache(cfg.cache)
+    cache = open_cache(cfg.cache, cfg.modalities)
     splits = on_main(ctx, lambda: prepare_run_dir(cfg, cache, run_dir, resume))
     tc = cfg.train
     _seed_everything(tc.seed)
@@ -166,6 +166,7 @@ def _batches(s: _Session, end: int) -> DataLoader:
         labeled_bs, tc.seed, flip=tc.flip, rot90=tc.rot90, foreground_prob=tc.foreground_prob,
         rank=s.ctx.rank, world_size=s.ctx.world_size, modality_dropout=tc.modality_dropout,
         intensity_augment=tc.intensity_augment, spatial_augment=tc.spatial_augment,
+        channels=s.cache.channels,
     )
     return make_loader(dataset, s.start, end,
                        resolve_num_workers(tc.num_workers, s.ctx.world_size), tc.seed)
