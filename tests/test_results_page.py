@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from duetseg.analysis.accuracy import CANDIDATES, REFERENCES
 from duetseg.analysis.page import PAGE_COMMAND, build_page
-from duetseg.analysis.readme_table import BEGIN, END, readme_with_table, replace_block
+from duetseg.analysis.readme_table import (
+    BEGIN,
+    END,
+    README_ROWS,
+    readme_with_table,
+    replace_block,
+)
 from duetseg.analysis.records import load_records, render_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +78,8 @@ def test_a_record_renders_with_its_command(tmp_path):
     text = render_record(load_records(tmp_path, "q")["x"])
     assert text.startswith("### X\n\n| a | b |\n|---|---|\n| 1 | x\\|y |\n\nA note.")
     assert "`python benchmarks/x.py`" in text and "2026-01-01 00:00 UTC" in text
+
+
+def test_every_candidate_and_reference_has_a_readme_row_saying_what_it_is():
+    assert set(CANDIDATES) | set(REFERENCES) <= set(README_ROWS)
+    assert not any("see BENCHMARKS" in text for text in README_ROWS.values())

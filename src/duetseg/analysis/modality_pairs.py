@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duetseg.analysis.accuracy import DEFAULT, load_protocol_runs
+from duetseg.analysis.readme_table import MIN_RUNS_FOR_CI
 from duetseg.reporting.bootstrap import N_RESAMPLES
 from duetseg.reporting.collect import RunRecord
 from duetseg.reporting.gain import gain_results
@@ -88,7 +89,8 @@ def pair_reading(runs: list[RunRecord], question: PairQuestion,
 
     Returns:
         A Markdown list, the single modalities first, then the others (empty when no
-        configuration has a matched run).
+        configuration has a matched run); no interval over fewer than
+        :data:`~duetseg.analysis.readme_table.MIN_RUNS_FOR_CI` runs.
     """
     out = []
     for other in (*question.singles, *question.others):
@@ -97,9 +99,10 @@ def pair_reading(runs: list[RunRecord], question: PairQuestion,
         for g in gain_results(runs, other, names=[question.pair], n_resamples=n_resamples):
             if g.output != "primary":
                 continue
+            ci = (f"95 % CI [{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}], "
+                  if g.n_runs >= MIN_RUNS_FOR_CI else "")
             out.append(f"- {question.pair} − {other}: {g.gain_run:+.1f} points per run "
-                       f"(95 % CI [{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}], "
-                       f"{g.runs_won} of {g.n_runs} runs won; {g.mean:.1f} against "
+                       f"({ci}{g.runs_won} of {g.n_runs} runs won; {g.mean:.1f} against "
                        f"{g.mean_baseline:.1f} % Dice over {g.n} cases).")
     return "\n".join(out)
 

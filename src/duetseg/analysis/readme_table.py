@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from duetseg.analysis.accuracy import CANDIDATES, CONTROL, DEFAULT, PAPER, load_protocol_runs
+from duetseg.analysis.accuracy import CONTROL, DEFAULT, PAPER, load_protocol_runs
 from duetseg.analysis.records import markdown_table
 from duetseg.reporting.bootstrap import N_RESAMPLES
 from duetseg.reporting.collect import RunRecord
@@ -31,7 +31,8 @@ MIN_RUNS_FOR_CI = 3
 README_ROWS: dict[str, str] = {
     DEFAULT: "DuetNet on T1ce + T2, cross pseudo-labels between the branches",
     PAPER: "the paper's objective (MSE between the branches' softmaxes)",
-    **{name: "candidate (see BENCHMARKS.md)" for name in CANDIDATES},
+    "ours_aug": "the default, crops rotated/zoomed and intensity-augmented (p 0.3 each)",
+    "ours_augmd": "`ours_aug` with one input zeroed in 30 % of the crops",
     "ours_t2": "the default's objective on T2 alone (two branches reading T2)",
     "mt_t2": "Mean Teacher on T2 alone",
     "mt_t1ce": "Mean Teacher on T1ce alone",
