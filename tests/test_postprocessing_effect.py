@@ -12,6 +12,7 @@ from duetseg.analysis.postprocessing import (
     ComponentEffect,
     component_effect,
     component_effect_table,
+    target_name,
 )
 from duetseg.config import load_config
 from duetseg.evaluation.metrics import dice
@@ -69,3 +70,10 @@ def test_the_table_has_a_row_per_configuration_and_one_per_target():
     assert rows[0].endswith("| 2 / 1 |")
     assert rows[1] == "| whole tumour | y | 2 | 1 | 10.0 | 10.0 | +0.0 | 0 / 0 |"
     assert rows[2].startswith("| whole tumour | all whole tumour runs | all | 4 | 43.8 | 44.0 |")
+
+
+def test_a_value_mapping_is_named_by_the_brats_region_it_spells_out():
+    assert target_name("whole_tumour") == "whole_tumour"
+    assert target_name({"1": 1, "2": 0, "4": 1}) == "tumour_core"  # as JSON stores it
+    assert target_name({1: 0, 2: 0, 3: 1, 4: 1}) == "enhancing_tumour"
+    assert target_name({1: 1, 2: 1, 4: 2}) == "custom"

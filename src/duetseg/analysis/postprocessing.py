@@ -23,13 +23,14 @@ import numpy as np
 from duetseg.analysis.readme_table import MIN_RUNS_FOR_CI
 from duetseg.analysis.records import markdown_table
 from duetseg.data.cache import load_original_label, open_cache
+from duetseg.data.preprocess import BRATS_REGIONS
 from duetseg.evaluation.metrics import dice
 from duetseg.inference.postprocess import keep_largest_component
 from duetseg.reporting.bootstrap import N_RESAMPLES, bootstrap_mean_ci
 from duetseg.run.config import load_run_config
 from duetseg.run.layout import RunDir
 
-__all__ = ["ComponentEffect", "component_effect", "component_effect_table"]
+__all__ = ["ComponentEffect", "component_effect", "component_effect_table", "target_name"]
 
 
 
@@ -88,10 +89,27 @@ def component_effect(run_dir: Path, split: str = "test") -> ComponentEffect | No
         cases.append(case)
         before.append(dice(pred > 0, ref > 0))
         after.append(dice(keep_largest_component(pred) > 0, ref > 0))
-    mapping = cache.settings.label_mapping
-    return ComponentEffect(cfg.name or cfg.method.name,
-                           mapping if isinstance(mapping, str) else "custom",
+    return ComponentEffect(cfg.name or cfg.method.name, target_name(cache.settings.label_mapping),
                            str(cfg.splits.labeled), tuple(cases), tuple(before), tuple(after))
+
+
+def target_name(mapping: str | dict[int, int]) -> str:
+    """The name of a label mapping: its own, or the BraTS region a value mapping spells out.
+
+    Args:
+        mapping: ``PrepareConfig.label_mapping``.
+
+    Returns:
+        e.g. ``"whole_tumour"``; ``"tumour_core"`` for ``{1: 1, 2: 0, 4: 1}`` (a region's
+        mapping on the values it names); ``"custom"`` for any other mapping.
+    """
+    if isinstance(mapping, str):
+        return mapping
+    given = {int(k): int(v) for k, v in mapping.items() if int(k) != 0}
+    for name, region in BRATS_REGIONS.items():
+        if given and all(region.get(k) == v for k, v in given.items()):
+            return name
+    return "custom"
 
 
 def _row(target: str, name: str, labeled: str, runs: list[ComponentEffect],
