@@ -58,6 +58,7 @@ def test_one_section_per_question_in_order(page):
                         "## When a second modality pays",
                         "## Ablation of the components (paper Table 2)",
                         "## Accuracy with a modality missing at prediction",
+                        "## Post-processing: the largest connected component",
                         "## Speed on CPU", "## Speed on GPU", "## Metrics against medpy"]
     assert PAGE_COMMAND in page.split("## ")[0]
 
