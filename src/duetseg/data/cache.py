@@ -73,6 +73,7 @@ class Cache:
                               f"!= {FORMAT_VERSION}; prepare again")
         self.settings = PrepareConfig.model_validate(self._meta["settings"])
         self._labelled = {c["case"]: bool(c["labelled"]) for c in self._meta["cases"]}
+        self._stored = list(self._meta["modalities"])  # the file's channels, by name
         self._channels: list[int] | None = None
 
     def __repr__(self) -> str:
@@ -120,7 +121,6 @@ class Cache:
                 the registration reference of a registered cache.
         """
         names = [str(m) for m in modalities]
-        stored = self.modalities if self._channels is None else self._meta["stored"]
         unknown = [m for m in names if m not in self.modalities]
         if not names or unknown or len(set(names)) != len(names):
             raise ConfigError(f"modalities {names} are not a selection of the cache "
@@ -139,9 +139,9 @@ class Cache:
                                      if m in names}
         view = copy.copy(self)
         view.settings = PrepareConfig.model_validate(settings)
-        view._meta = {**self._meta, "modalities": names, "stored": stored,
+        view._meta = {**self._meta, "modalities": names,
                       "fingerprint": fingerprint(view.settings)}
-        view._channels = [stored.index(m) for m in names]
+        view._channels = [self._stored.index(m) for m in names]
         return view
 
     @property
