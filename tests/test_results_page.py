@@ -55,6 +55,7 @@ def test_the_readme_block_is_replaced_between_its_markers():
 def test_one_section_per_question_in_order(page):
     sections = [line for line in page.splitlines() if line.startswith("## ")]
     assert sections == ["## Accuracy by method and labelled count",
+                        "## Confirmation on fresh seeds",
                         "## When a second modality pays",
                         "## Ablation of the components (paper Table 2)",
                         "## Accuracy with a modality missing at prediction",

@@ -19,12 +19,12 @@ from duetseg.analysis.accuracy import DEFAULT, load_protocol_runs
 from duetseg.analysis.readme_table import MIN_RUNS_FOR_CI
 from duetseg.reporting.bootstrap import N_RESAMPLES
 from duetseg.reporting.collect import RunRecord
-from duetseg.reporting.gain import gain_results
+from duetseg.reporting.gain import GainResult, gain_results
 from duetseg.reporting.run_table import build_run_table
 from duetseg.reporting.tables import build_table1
 
-__all__ = ["PairQuestion", "PAIR_QUESTIONS", "load_question_runs", "pair_reading",
-           "modality_pairs_section"]
+__all__ = ["PairQuestion", "PAIR_QUESTIONS", "runs_on_splits_of", "load_question_runs",
+           "gain_lines", "pair_reading", "modality_pairs_section"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,26 @@ PAIR_QUESTIONS = (
 )
 
 
+def runs_on_splits_of(results: Path, protocol: str, anchor: str,
+                      names: set[str]) -> list[RunRecord]:
+    """The archived runs of ``names`` on the splits where ``anchor`` has a run.
+
+    Args:
+        results: the results folder (``benchmarks/results``).
+        protocol: the archived folder under ``results``.
+        anchor: the configuration whose splits are kept (one of ``names``).
+        names: the configurations to load (display names, see
+            :func:`~duetseg.analysis.accuracy.load_protocol_runs`).
+
+    Returns:
+        The runs, limited to the anchor's (labelled count, seed, split) so that every
+        configuration is averaged over the same runs (empty without anchor runs).
+    """
+    runs = [r for r in load_protocol_runs(results, (protocol,)) if r.name in names]
+    splits = {(r.labeled, r.seed, r.split_key) for r in runs if r.name == anchor}
+    return [r for r in runs if (r.labeled, r.seed, r.split_key) in splits]
+
+
 def load_question_runs(results: Path, question: PairQuestion) -> list[RunRecord]:
     """The question's archived runs on the splits where its pair has a run.
 
@@ -68,14 +88,40 @@ def load_question_runs(results: Path, question: PairQuestion) -> list[RunRecord]
         question: the question.
 
     Returns:
-        The runs of the pair, the singles and the others (names mapped by
-        :func:`~duetseg.analysis.accuracy.load_protocol_runs`), limited to the pair's splits so
-        that every configuration is averaged over the same runs (empty without pair runs).
+        The runs of the pair, the singles and the others, limited to the pair's splits
+        (:func:`runs_on_splits_of`).
     """
     names = {question.pair, *question.singles, *question.others}
-    runs = [r for r in load_protocol_runs(results, (question.protocol,)) if r.name in names]
-    splits = {(r.labeled, r.seed, r.split_key) for r in runs if r.name == question.pair}
-    return [r for r in runs if (r.labeled, r.seed, r.split_key) in splits]
+    return runs_on_splits_of(results, question.protocol, question.pair, names)
+
+
+def gain_lines(runs: list[RunRecord], name: str, baselines: tuple[str, ...],
+               n_resamples: int = N_RESAMPLES) -> list[tuple[GainResult, str]]:
+    """``name``'s run-level gain over each baseline that has matched runs, as list items.
+
+    Args:
+        runs: the runs (one labelled count, or the items repeat per count).
+        name: the compared configuration.
+        baselines: the baselines, in output order.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        (gain, Markdown list item) per baseline and labelled count; no interval over fewer
+        than :data:`~duetseg.analysis.readme_table.MIN_RUNS_FOR_CI` runs.
+    """
+    out = []
+    for other in baselines:
+        if not any(r.name == other for r in runs):
+            continue
+        for g in gain_results(runs, other, names=[name], n_resamples=n_resamples):
+            if g.output != "primary":
+                continue
+            ci = (f"95 % CI [{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}], "
+                  if g.n_runs >= MIN_RUNS_FOR_CI else "")
+            out.append((g, f"- {name} − {other}: {g.gain_run:+.1f} points per run "
+                           f"({ci}{g.runs_won} of {g.n_runs} runs won; {g.mean:.1f} against "
+                           f"{g.mean_baseline:.1f} % Dice over {g.n} cases)."))
+    return out
 
 
 def pair_reading(runs: list[RunRecord], question: PairQuestion,
@@ -92,19 +138,8 @@ def pair_reading(runs: list[RunRecord], question: PairQuestion,
         configuration has a matched run); no interval over fewer than
         :data:`~duetseg.analysis.readme_table.MIN_RUNS_FOR_CI` runs.
     """
-    out = []
-    for other in (*question.singles, *question.others):
-        if not any(r.name == other for r in runs):
-            continue
-        for g in gain_results(runs, other, names=[question.pair], n_resamples=n_resamples):
-            if g.output != "primary":
-                continue
-            ci = (f"95 % CI [{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}], "
-                  if g.n_runs >= MIN_RUNS_FOR_CI else "")
-            out.append(f"- {question.pair} − {other}: {g.gain_run:+.1f} points per run "
-                       f"({ci}{g.runs_won} of {g.n_runs} runs won; {g.mean:.1f} against "
-                       f"{g.mean_baseline:.1f} % Dice over {g.n} cases).")
-    return "\n".join(out)
+    items = gain_lines(runs, question.pair, (*question.singles, *question.others), n_resamples)
+    return "\n".join(line for _, line in items)
 
 
 def modality_pairs_section(results: Path, n_resamples: int = N_RESAMPLES,

@@ -1,9 +1,9 @@
 """The results page (``BENCHMARKS.md``), rebuilt from the result records alone.
 
-One section per question, in this order: accuracy, when a second modality pays, ablation,
-missing modality, post-processing, speed on CPU, speed on GPU, metrics against medpy. Each
-gives the current figures, the command that regenerates them and a short reading of what
-they say.
+One section per question, in this order: accuracy, confirmation on fresh seeds, when a
+second modality pays, ablation, missing modality, post-processing, speed on CPU, speed on
+GPU, metrics against medpy. Each gives the current figures, the command that regenerates
+them and a short reading of what they say.
 Nothing is trained and no weights are read: accuracy comes from archived evaluated runs,
 the rest from JSON records (see :mod:`duetseg.analysis.records`). The output depends on the
 records only (fixed bootstrap seed), so building twice gives the same bytes.
@@ -19,6 +19,7 @@ from duetseg.analysis.accuracy import (
     load_protocol_runs,
     missing_section,
 )
+from duetseg.analysis.confirmation import confirmation_section
 from duetseg.analysis.modality_pairs import modality_pairs_section
 from duetseg.analysis.records import Record, load_records, render_record
 from duetseg.reporting.bootstrap import N_RESAMPLES
@@ -123,7 +124,7 @@ def build_page(results: Path, n_resamples: int = N_RESAMPLES,
         The Markdown text of ``BENCHMARKS.md``.
     """
     runs = load_protocol_runs(results) if runs is None else runs
-    sections = [accuracy_section(runs, n_resamples),
+    sections = [accuracy_section(runs, n_resamples), confirmation_section(results, n_resamples),
                 modality_pairs_section(results, n_resamples), ablation_section(runs),
                 missing_section(runs, n_resamples),
                 *(records_section(results, q) for q in QUESTIONS)]

@@ -1,0 +1,160 @@
+"""Results-page section: the default against the references on the confirmation seeds.
+
+The rule of ``docs/evaluation.md``: a default is chosen on seeds 0-2 and confirmed on seeds
+3-5, which no choice has seen. For each target the section pairs the default with every
+reference a user would pick instead, run by run on the default's splits, and checks the
+confirmation criteria per labelled count: the default's Dice at least that of every
+reference, at 2 labelled cases a run-level 95 % interval of its gain over the strong
+labelled-only recipe above 0, and no default run below
+:data:`~duetseg.reporting.run_table.COLLAPSE_FLOOR`. A criterion is only judged once every
+planned run of the default and of the references is archived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from duetseg.analysis.accuracy import CONTROL, DEFAULT, PAPER
+from duetseg.analysis.modality_pairs import gain_lines, runs_on_splits_of
+from duetseg.reporting.bootstrap import N_RESAMPLES
+from duetseg.reporting.collect import RunRecord
+from duetseg.reporting.run_table import COLLAPSE_FLOOR, build_run_table, run_means
+from duetseg.reporting.tables import build_table1
+
+__all__ = ["ConfirmQuestion", "CONFIRM_QUESTIONS", "load_confirmation_runs",
+           "criteria_lines", "confirmation_section"]
+
+# the labelled count at which the gain over the strong labelled-only recipe must be shown
+STRICT_LABELED = 2
+
+
+@dataclass(frozen=True)
+class ConfirmQuestion:
+    """One target's confirmation.
+
+    Attributes:
+        title: the subsection heading.
+        protocol: the archived folder under the results folder.
+        references: what a user would pick instead, in output order.
+        strong: the strong labelled-only recipe (its interval must clear 0).
+        grids: the grids that train the runs (``benchmarks/grids/<grid>.yaml``).
+        planned_runs: runs per configuration and labelled count (seeds x folds).
+        shown: further configurations shown in the tables, not judged against.
+    """
+
+    title: str
+    protocol: str
+    references: tuple[str, ...]
+    strong: str
+    grids: tuple[str, ...]
+    planned_runs: int = 9
+    shown: tuple[str, ...] = ()
+
+
+CONFIRM_QUESTIONS = (
+    ConfirmQuestion("Tumour core, T1ce + T2", "confirm/K3_1000it_tc_zscore_nonzero",
+                    ("ours_t2", "mt_t2", "sup_spatial_t2", "sup_spatial"), "sup_spatial_t2",
+                    ("confirm_tc", "confirm_tc_t2")),
+    ConfirmQuestion("Whole tumour, T1ce + T2", "confirm/K3_1000it_zscore_nonzero",
+                    ("ours_t2", "mt_t2", "mt_t1ce", "sup_spatial_t2", "sup_duet_spatial",
+                     "ours_all"), "sup_spatial_t2",
+                    ("confirm_L2_L4", "confirm_L2_L4_t2", "confirm_L2_L4_t1ce"),
+                    shown=(PAPER, CONTROL)),
+)
+
+
+def load_confirmation_runs(results: Path, question: ConfirmQuestion) -> list[RunRecord]:
+    """The question's archived runs on the default's splits.
+
+    Args:
+        results: the results folder (``benchmarks/results``).
+        question: the question.
+
+    Returns:
+        The runs of the default, the references and the shown configurations.
+    """
+    names = {DEFAULT, *question.references, *question.shown}
+    return runs_on_splits_of(results, question.protocol, DEFAULT, names)
+
+
+def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: int,
+                   n_resamples: int = N_RESAMPLES) -> list[str]:
+    """The gains over the references and the criteria, for one labelled count.
+
+    Args:
+        runs: :func:`load_confirmation_runs`.
+        question: the question.
+        labeled: the labelled count.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        Markdown list items: one gain per reference with runs, then one per criterion
+        (met, not met, or not judged yet and why).
+    """
+    runs = [r for r in runs if r.labeled == labeled]
+    default = [run_means(r) for r in runs if r.name == DEFAULT]
+    items = gain_lines(runs, DEFAULT, question.references, n_resamples)
+    lines = [line for _, line in items]
+    gains = {g.baseline: g for g, _ in items}
+    count = {n: sum(r.name == n for r in runs) for n in question.references}
+    missing = [f"{n} ({count[n]})" for n in question.references
+               if count[n] < question.planned_runs]
+    complete = len(default) >= question.planned_runs and not missing
+    status = ("" if complete else f" Not judged yet: the default has {len(default)} of "
+              f"{question.planned_runs} runs" + (", runs of " + ", ".join(missing)
+                                                 if missing else "") + ".")
+
+    behind = [n for n, g in gains.items() if g.gain_run < 0]
+    lines.append("- The default at least level with every reference: " + (
+        ("not met, behind " + ", ".join(behind) + "." if behind else "met.")
+        if complete else "—." + status))
+    if labeled == STRICT_LABELED:
+        g = gains.get(question.strong)
+        verdict = ("—." + status if not complete or g is None else
+                   ("met" if g.ci_run_low > 0 else "not met")
+                   + f" ([{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}]).")
+        lines.append(f"- The run-level 95 % CI of the gain over {question.strong} above 0: "
+                     + verdict)
+    low = [d for d in default if d < COLLAPSE_FLOOR]
+    floor = (f"- No default run below {COLLAPSE_FLOOR:g} % Dice: "
+             + ("met" if not low else f"not met ({len(low)} of {len(default)} runs)"))
+    lines.append(floor + (f", lowest run {min(default):.1f} %." if default else "."))
+    return lines
+
+
+def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
+                         questions: tuple[ConfirmQuestion, ...] = CONFIRM_QUESTIONS) -> str:
+    """The section: per target and labelled count the criteria, then Table 1 and the runs.
+
+    Args:
+        results: the results folder (``benchmarks/results``).
+        n_resamples: bootstrap resamples of the run-level gains.
+        questions: the targets, in order.
+
+    Returns:
+        Markdown, from the section's heading.
+    """
+    parts = ["## Confirmation on fresh seeds",
+             "The default against what a user would pick instead, on seeds 3-5 (new folds, "
+             "labelled draws and training seeds that no choice has used; "
+             "docs/evaluation.md), 3-fold cross-validation, 2 and 4 labelled cases. Each "
+             "gain pairs the default's run with the reference's run on the same split."]
+    for question in questions:
+        runs = load_confirmation_runs(results, question)
+        grids = " ".join(f"benchmarks/grids/{g}.yaml" for g in question.grids)
+        parts += [f"### {question.title}",
+                  f"Regenerate: `duetseg experiment GRID` for each of {grids}, "
+                  f"`python benchmarks/archive_runs.py {grids}` and "
+                  "`python benchmarks/results_page.py`."]
+        if not runs:
+            parts.append("No archived runs.")
+            continue
+        for labeled in sorted({r.labeled for r in runs}):
+            parts += [f"With {labeled} labelled cases:",
+                      "\n".join(criteria_lines(runs, question, labeled, n_resamples))]
+        table1 = build_table1(runs, reference=DEFAULT)
+        table1.title = "Dice per configuration"
+        parts += [table1.to_markdown(level=4).strip(),
+                  build_run_table(runs).to_markdown(level=4).strip()]
+    return "\n\n".join(parts) + "\n"
