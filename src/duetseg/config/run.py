@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -148,6 +148,12 @@ class TrainConfig(StrictModel):
     # (duetseg.data.augment.random_intensity_augment). 0 = off (batches bit for bit as
     # without the option).
     intensity_augment: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Contrast inversion: modality -> probability that a crop's modality (labelled or
+    # unlabelled) is mirrored about its case's mean of non-zero voxels
+    # (duetseg.data.augment.random_contrast_inversion), for a modality on which the target
+    # is bright in some cases and dark in others. Empty = off (batches unchanged).
+    contrast_inversion: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict)
     # Spatial augmentation: probability that a crop (labelled or unlabelled) is rotated (up
     # to 30 degrees about each axis) and zoomed (0.7-1.4) about its centre, nnU-Net's
     # ranges (duetseg.data.augment.random_rotate_scale). 0 = off (batches unchanged).

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["crop_window", "random_crop", "random_flip_rot", "foreground_coords",
-           "random_intensity_augment", "random_rotate_scale"]
+           "random_intensity_augment", "random_contrast_inversion", "random_rotate_scale"]
 
 
 def foreground_coords(label: np.ndarray, max_points: int = 20000) -> np.ndarray:
@@ -180,6 +180,35 @@ def random_intensity_augment(image: np.ndarray, rng: np.random.Generator, prob: 
         if out is image:
             out = image.copy()
         out[c][mask] = x.astype(image.dtype)
+    return out
+
+
+def random_contrast_inversion(image: np.ndarray, rng: np.random.Generator,
+                              probs: dict[int, float], centres: Sequence[float]) -> np.ndarray:
+    """Mirror some channels' non-zero voxels about their case's mean: ``2 * centre - x``.
+
+    A modality on which the target is bright in some cases and dark in others (the tumour
+    core on T1ce: an enhancing rim or necrosis) teaches a network the sign of the labelled
+    cases' contrast; inverted crops make that sign uninformative, so the network has to
+    learn the contrast itself. Zero voxels (background, padding) stay zero.
+
+    Args:
+        image: ``(C, X, Y, Z)`` float32 crop (modified copy returned).
+        rng: the crop's generator (one draw per channel of ``probs``, in channel order).
+        probs: channel index -> probability in [0, 1] that the channel is inverted.
+        centres: per channel, the mean of the case's non-zero voxels.
+
+    Returns:
+        The crop (a new array; ``image`` when nothing was inverted).
+    """
+    out = image
+    for c in sorted(probs):
+        if rng.random() >= probs[c]:
+            continue
+        if out is image:
+            out = image.copy()
+        mask = out[c] != 0
+        out[c][mask] = (2.0 * float(centres[c]) - out[c][mask]).astype(image.dtype)
     return out
 
 

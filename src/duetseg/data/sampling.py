@@ -17,6 +17,9 @@ A batch is a pure function of ``(seed, iteration)``:
 * intensity augmentation (``intensity_augment`` p > 0) of slot ``k`` comes from
   ``default_rng([seed, 4, iteration, k])`` (:func:`random_intensity_augment`, before
   modality dropout); with p = 0 that stream is never drawn either;
+* contrast inversion (``contrast_inversion``, channel -> p) of slot ``k`` comes from
+  ``default_rng([seed, 7, iteration, k])`` (:func:`random_contrast_inversion`, after the
+  flips and before intensity augmentation); without it that stream is never drawn;
 * rotation and zoom (``spatial_augment`` p > 0) of slot ``k``: whether and how from
   ``default_rng([seed, 6, iteration, k])`` (:func:`random_rotate_scale`, nnU-Net's ranges:
   up to 30 degrees about each axis, zoom 0.7-1.4); the crop's position still comes from its
@@ -47,6 +50,7 @@ from torch.utils.data import Dataset
 from duetseg.config import TrainConfig
 from duetseg.data.augment import (
     foreground_coords,
+    random_contrast_inversion,
     random_crop,
     random_flip_rot,
     random_intensity_augment,
@@ -56,7 +60,7 @@ from duetseg.data.augment import (
 from duetseg.data.cache import take_channels
 from duetseg.errors import ConfigError, InputError
 
-__all__ = ["TwoStreamBatches"]
+__all__ = ["TwoStreamBatches", "inversion_channels"]
 
 _LABELLED_STREAM = 0
 _CROP_STREAM = 1
@@ -64,6 +68,7 @@ _UNLABELLED_STREAM = 2
 _DROPOUT_STREAM = 3
 _INTENSITY_STREAM = 4
 _SPATIAL_STREAM = 6
+_INVERSION_STREAM = 7
 _DEFAULTS = TrainConfig()  # the augmentation settings default to the config's
 
 
@@ -93,6 +98,9 @@ class TwoStreamBatches(Dataset):
             rotated and zoomed.
         channels: the channels of ``<case>.npy`` to read, in order
             (:attr:`~duetseg.data.cache.Cache.channels`); None for all.
+        contrast_inversion: channel index (after ``channels``) -> probability in [0, 1]
+            that a crop's channel is mirrored about its case's mean (see
+            :func:`inversion_channels`); None or empty for none.
 
     Raises:
         ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size, rank or
@@ -108,7 +116,8 @@ class TwoStreamBatches(Dataset):
                  modality_dropout: float = _DEFAULTS.modality_dropout,
                  intensity_augment: float = _DEFAULTS.intensity_augment,
                  spatial_augment: float = _DEFAULTS.spatial_augment,
-                 channels: list[int] | None = None):
+                 channels: list[int] | None = None,
+                 contrast_inversion: dict[int, float] | None = None):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -123,6 +132,9 @@ class TwoStreamBatches(Dataset):
         self.intensity_augment = float(intensity_augment)
         self.spatial_augment = float(spatial_augment)
         self.channels = None if channels is None else [int(c) for c in channels]
+        self.contrast_inversion = {int(c): float(p)
+                                   for c, p in (contrast_inversion or {}).items()}
+        self._centres: dict[str, np.ndarray] = {}
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
         if not 1 <= self.labeled_bs <= self.batch_size:
@@ -138,6 +150,9 @@ class TwoStreamBatches(Dataset):
             raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         if not 0.0 <= self.intensity_augment <= 1.0:
             raise ConfigError(f"intensity_augment must be in [0, 1], got {intensity_augment}")
+        if any(not 0.0 <= p <= 1.0 for p in self.contrast_inversion.values()):
+            raise ConfigError(f"contrast_inversion probabilities must be in [0, 1], got "
+                              f"{contrast_inversion}")
         if not 0.0 <= self.spatial_augment <= 1.0:
             raise ConfigError(f"spatial_augment must be in [0, 1], got {spatial_augment}")
         for case in self.labeled + self.unlabeled:
@@ -198,7 +213,7 @@ class TwoStreamBatches(Dataset):
 
     def _array(self, name: str) -> np.ndarray:
         if self._pid != os.getpid():  # a forked worker must not reuse the parent's maps
-            self._pid, self._handles, self._fg = os.getpid(), {}, {}
+            self._pid, self._handles, self._fg, self._centres = os.getpid(), {}, {}, {}
         arr = self._handles.get(name)
         if arr is None:
             arr = np.load(self.cache_root / f"{name}.npy", mmap_mode="r")
@@ -211,6 +226,18 @@ class TwoStreamBatches(Dataset):
             coords = foreground_coords(self._array(f"{case}_seg"))
             self._fg[case] = coords
         return coords
+
+    def _case_centres(self, case: str) -> np.ndarray:
+        """Per selected channel, the mean of the case's non-zero voxels."""
+        centres = self._centres.get(case)
+        if centres is None:
+            image = self._array(case)
+            centres = np.array([float(np.mean(ch[ch != 0])) if np.any(ch != 0) else 0.0
+                                for ch in (np.asarray(image[c]) for c in range(len(image)))])
+            if self.channels is not None:
+                centres = centres[self.channels]
+            self._centres[case] = centres
+        return centres
 
     def __getitem__(self, iteration: int) -> dict[str, Any]:
         """The batch of ``iteration``.
@@ -242,6 +269,10 @@ class TwoStreamBatches(Dataset):
             if self.channels is not None:  # crop every channel, keep the selection
                 img = np.ascontiguousarray(take_channels(img, self.channels))
             img, lab = random_flip_rot(img, lab, rng, self.flip, self.rot90)
+            if self.contrast_inversion:
+                img = random_contrast_inversion(img, np.random.default_rng(
+                    [self.seed, _INVERSION_STREAM, iteration, global_slot]),
+                    self.contrast_inversion, self._case_centres(case))
             if self.intensity_augment > 0:
                 img = random_intensity_augment(img, np.random.default_rng(
                     [self.seed, _INTENSITY_STREAM, iteration, global_slot]),
@@ -289,3 +320,23 @@ class TwoStreamBatches(Dataset):
                 image[b, m] = 0.0
                 present[b, m] = False
         return present
+
+
+def inversion_channels(probs: dict[str, float], modalities: list[str]) -> dict[int, float]:
+    """``train.contrast_inversion`` (modality -> probability) as channel -> probability.
+
+    Args:
+        probs: the config's mapping.
+        modalities: the run's modalities, in channel order.
+
+    Returns:
+        The mapping by channel index.
+
+    Raises:
+        ConfigError: a modality the run does not read.
+    """
+    unknown = sorted(set(probs) - set(modalities))
+    if unknown:
+        raise ConfigError(f"train.contrast_inversion names {unknown}, which the run does not "
+                          f"read (its modalities: {modalities})")
+    return {modalities.index(m): float(p) for m, p in probs.items()}

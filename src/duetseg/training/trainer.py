@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from duetseg.config import Config
 from duetseg.data.cache import Cache, open_cache
 from duetseg.data.loader import make_loader, resolve_num_workers
-from duetseg.data.sampling import TwoStreamBatches
+from duetseg.data.sampling import TwoStreamBatches, inversion_channels
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import Method, build_method
 from duetseg.precision import autocast_context, resolve_channels_last, to_memory_format
@@ -167,6 +167,7 @@ def _batches(s: _Session, end: int) -> DataLoader:
         rank=s.ctx.rank, world_size=s.ctx.world_size, modality_dropout=tc.modality_dropout,
         intensity_augment=tc.intensity_augment, spatial_augment=tc.spatial_augment,
         channels=s.cache.channels,
+        contrast_inversion=inversion_channels(tc.contrast_inversion, s.cache.modalities),
     )
     return make_loader(dataset, s.start, end,
                        resolve_num_workers(tc.num_workers, s.ctx.world_size), tc.seed)
