@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _tiny_run import train_tiny
@@ -68,3 +69,16 @@ def exported_models(tmp_path_factory, synthetic_cache) -> dict[str, Path]:
     finally:
         torch.set_num_threads(before)
     return out
+
+
+@pytest.fixture(scope="session")
+def npy_cache(tmp_path_factory) -> Path:
+    """A folder of four (2, 16, 14, 10) images, two of them with a label (``lab0``, ``lab1``;
+    ``unl0``, ``unl1`` unlabelled), as a cache holds them."""
+    root = tmp_path_factory.mktemp("npy_cache")
+    rng = np.random.default_rng(0)
+    for name, labelled in [("lab0", True), ("lab1", True), ("unl0", False), ("unl1", False)]:
+        np.save(root / f"{name}.npy", (rng.random((2, 16, 14, 10)) + 0.5).astype(np.float32))
+        if labelled:
+            np.save(root / f"{name}_seg.npy", (rng.random((16, 14, 10)) > 0.5).astype(np.uint8))
+    return root

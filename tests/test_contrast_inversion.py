@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_intensity_augment import _ds
 
 from duetseg.config import load_config
 from duetseg.data.augment import random_contrast_inversion
-from duetseg.data.sampling import TwoStreamBatches, inversion_channels
+from duetseg.data.sampling import inversion_channels
 from duetseg.errors import ConfigError
-
-CROP = (8, 8, 6)
 
 
 def _crop() -> np.ndarray:
@@ -32,25 +31,6 @@ def test_probability_zero_and_an_empty_mapping_change_nothing():
     img = _crop()
     assert random_contrast_inversion(img, np.random.default_rng(0), {}, [0, 0]) is img
     assert random_contrast_inversion(img, np.random.default_rng(0), {0: 0.0}, [0, 0]) is img
-
-
-@pytest.fixture(scope="module")
-def npy_cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("npy_inv")
-    rng = np.random.default_rng(0)
-    for name, labelled in [("lab0", True), ("lab1", True), ("unl0", False), ("unl1", False)]:
-        image = (rng.random((2, 16, 14, 10)) + 0.5).astype(np.float32)
-        image[:, :3] = 0.0
-        np.save(root / f"{name}.npy", image)
-        if labelled:
-            np.save(root / f"{name}_seg.npy", (rng.random((16, 14, 10)) > 0.5).astype(np.uint8))
-    return root
-
-
-def _ds(root, **kw):
-    args = dict(labeled=["lab0", "lab1"], unlabeled=["unl0", "unl1"], crop_size=CROP,
-                batch_size=4, labeled_bs=2, seed=3)
-    return TwoStreamBatches(root, **{**args, **kw})
 
 
 def test_the_sampler_inverts_the_chosen_channel_of_every_crop_about_the_case_mean(npy_cache):

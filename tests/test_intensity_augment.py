@@ -57,17 +57,6 @@ def test_brightness_and_gamma_ranges_bound_the_change():
     np.testing.assert_allclose(out[0][brain], 2.0 * img[0][brain], rtol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def npy_cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("npy_int")
-    rng = np.random.default_rng(0)
-    for name, labelled in [("lab0", True), ("lab1", True), ("unl0", False), ("unl1", False)]:
-        np.save(root / f"{name}.npy", (rng.random((2, 16, 14, 10)) + 0.5).astype(np.float32))
-        if labelled:
-            np.save(root / f"{name}_seg.npy", (rng.random((16, 14, 10)) > 0.5).astype(np.uint8))
-    return root
-
-
 def _ds(root, **kw):
     args = dict(labeled=["lab0", "lab1"], unlabeled=["unl0", "unl1"], crop_size=CROP,
                 batch_size=4, labeled_bs=2, seed=3)
