@@ -90,7 +90,7 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
 
     Returns:
         Markdown list items: one gain per reference with runs, then one per criterion
-        (met, not met, or not judged yet and why).
+        (met, not met, or not judged yet), and while runs are missing, how many each has.
     """
     runs = [r for r in runs if r.labeled == labeled]
     default = [run_means(r) for r in runs if r.name == DEFAULT]
@@ -98,20 +98,16 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
     lines = [line for _, line in items]
     gains = {g.baseline: g for g, _ in items}
     count = {n: sum(r.name == n for r in runs) for n in question.references}
-    missing = [f"{n} ({count[n]})" for n in question.references
+    missing = [f"{n} {count[n]}" for n in question.references
                if count[n] < question.planned_runs]
     complete = len(default) >= question.planned_runs and not missing
-    status = ("" if complete else f" Not judged yet: the default has {len(default)} of "
-              f"{question.planned_runs} runs" + (", runs of " + ", ".join(missing)
-                                                 if missing else "") + ".")
-
     behind = [n for n, g in gains.items() if g.gain_run < 0]
     lines.append("- The default at least level with every reference: " + (
         ("not met, behind " + ", ".join(behind) + "." if behind else "met.")
-        if complete else "—." + status))
+        if complete else "not judged yet."))
     if labeled == STRICT_LABELED:
         g = gains.get(question.strong)
-        verdict = ("—." + status if not complete or g is None else
+        verdict = ("not judged yet." if not complete or g is None else
                    ("met" if g.ci_run_low > 0 else "not met")
                    + f" ([{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}]).")
         lines.append(f"- The run-level 95 % CI of the gain over {question.strong} above 0: "
@@ -120,6 +116,9 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
     floor = (f"- No default run below {COLLAPSE_FLOOR:g} % Dice: "
              + ("met" if not low else f"not met ({len(low)} of {len(default)} runs)"))
     lines.append(floor + (f", lowest run {min(default):.1f} %." if default else "."))
+    if not complete:
+        lines.append(f"- Runs so far (of {question.planned_runs} planned): the default "
+                     f"{len(default)}" + "".join(f", {m}" for m in missing) + ".")
     return lines
 
 
