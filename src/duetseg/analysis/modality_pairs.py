@@ -36,7 +36,8 @@ class PairQuestion:
         protocol: the archived folder under the results folder.
         pair: the two-modality configuration.
         singles: the same objective on each modality alone.
-        others: further configurations shown beside them (labelled-only references).
+        others: further configurations shown beside them (labelled-only references,
+            variants of the pair).
         grids: the grids that train the runs (``benchmarks/grids/<grid>.yaml``).
     """
 
@@ -55,7 +56,8 @@ PAIR_QUESTIONS = (
                  ("cv_L2_flair_t2", "cv_L2_flair", "cv_L2_t2", "cv_L2")),
     PairQuestion("Tumour core with T1ce + T2 (bright rim and dark necrosis on T1ce)",
                  "cv/K3_L2_1000it_tc_zscore_nonzero", DEFAULT,
-                 ("ours_t1ce", "ours_t2"), ("sup_spatial", "sup_spatial_t1ce", "sup_spatial_t2"),
+                 ("ours_t1ce", "ours_t2"),
+                 ("ours_inv", "sup_spatial", "sup_spatial_t1ce", "sup_spatial_t2"),
                  ("cv_L2_tc", "cv_L2_tc_t1ce", "cv_L2_tc_t2")),
 )
 
