@@ -32,6 +32,9 @@ def test_a_configuration_is_described_by_its_overrides() -> None:
     aug = _cfg("train.spatial_augment=0.3", "model.branch_input=all")
     assert setting_changes(aug, default) == ["model.branch_input=all",
                                              "train.spatial_augment=0.3"]
+    inverted = _cfg("train.contrast_inversion.t1ce=0.5")  # an entry of a mapping setting
+    assert setting_changes(inverted, default) == ["train.contrast_inversion.t1ce=0.5"]
+    assert setting_changes(default, inverted) == []
     t2 = _cfg("cache=/data/brats_t2", "method.name=mean_teacher")
     assert setting_changes(t2, default) == ["cache brats_t2", "method.name=mean_teacher"]
     # another method: its options are compared with its own defaults

@@ -47,8 +47,9 @@ def setting_changes(config: Config, default: Config) -> list[str]:
 
     Options of another method than the default's are compared with that method's defaults;
     an option a config does not spell counts at
-    its default (:meth:`~duetseg.methods.base.Method.option_defaults`), and a setting one
-    config lacks altogether (added since the other run) is not a change. A different cache
+    its default (:meth:`~duetseg.methods.base.Method.option_defaults`); an entry of a mapping
+    setting (``train.contrast_inversion``) that only ``config`` has is a change, one that
+    only ``default`` has is not. A different cache
     is named by its folder.
 
     Args:
@@ -64,7 +65,7 @@ def setting_changes(config: Config, default: Config) -> list[str]:
         # another method's options: those it sets away from its own defaults
         base["method"]["options"] = get_method_class(config.method.name).option_defaults()
     changes = [f"{key}={_value(new)}" for key, (old, new) in changed_settings(base, mine).items()
-               if key not in NOT_COMPARED and ABSENT not in (old, new)]
+               if key not in NOT_COMPARED and new is not ABSENT]
     folder = PurePath(str(config.cache)).name
     if folder != PurePath(str(default.cache)).name:
         changes.insert(0, f"cache {folder}")
