@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _tiny_run import train_tiny
 from test_intensity_augment import _ds
 
 from duetseg.config import load_config
@@ -34,7 +35,7 @@ def test_probability_zero_and_an_empty_mapping_change_nothing():
 
 
 def test_the_sampler_inverts_the_chosen_channel_of_every_crop_about_the_case_mean(npy_cache):
-    plain, inverted = _ds(npy_cache)[2], _ds(npy_cache, contrast_inversion={0: 1.0})[2]
+    plain, inverted = _ds(npy_cache)[2], _ds(npy_cache, invert_channels={0: 1.0})[2]
     assert plain["cases"] == inverted["cases"]
     assert np.array_equal(plain["label"].numpy(), inverted["label"].numpy())
     p, q = plain["image"].numpy(), inverted["image"].numpy()
@@ -47,7 +48,7 @@ def test_the_sampler_inverts_the_chosen_channel_of_every_crop_about_the_case_mea
 
 
 def test_half_the_crops_are_inverted_at_probability_one_half(npy_cache):
-    ds, plain = _ds(npy_cache, contrast_inversion={1: 0.5}), _ds(npy_cache)
+    ds, plain = _ds(npy_cache, invert_channels={1: 0.5}), _ds(npy_cache)
     flips = [not np.array_equal(ds[it]["image"][b, 1].numpy(), plain[it]["image"][b, 1].numpy())
              for it in range(40) for b in range(4)]
     assert 0.35 < np.mean(flips) < 0.65
@@ -62,5 +63,14 @@ def test_the_config_names_modalities_and_bad_ones_are_refused(npy_cache):
         inversion_channels({"flair": 0.5}, ["t1ce", "t2"])
     with pytest.raises(ConfigError):
         load_config("cpu_small", ["train.contrast_inversion.t1ce=1.5"])
-    with pytest.raises(ConfigError, match="contrast_inversion"):
-        _ds(npy_cache, contrast_inversion={0: -0.1})
+    with pytest.raises(ConfigError, match="invert_channels"):
+        _ds(npy_cache, invert_channels={0: -0.1})
+
+
+def test_a_run_trains_with_a_modality_inverted_and_refuses_one_it_does_not_read(
+        tmp_path, synthetic_cache):
+    cache = synthetic_cache(tmp_path / "data", n_cases=4, shape=(20, 20, 16))
+    run = train_tiny(cache, tmp_path / "run", **{"train.contrast_inversion": {"t1ce": 0.5}})
+    assert (run / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(ConfigError, match="flair"):
+        train_tiny(cache, tmp_path / "bad", **{"train.contrast_inversion": {"flair": 0.5}})

@@ -17,7 +17,7 @@ A batch is a pure function of ``(seed, iteration)``:
 * intensity augmentation (``intensity_augment`` p > 0) of slot ``k`` comes from
   ``default_rng([seed, 4, iteration, k])`` (:func:`random_intensity_augment`, before
   modality dropout); with p = 0 that stream is never drawn either;
-* contrast inversion (``contrast_inversion``, channel -> p) of slot ``k`` comes from
+* contrast inversion (``invert_channels``, channel -> p) of slot ``k`` comes from
   ``default_rng([seed, 7, iteration, k])`` (:func:`random_contrast_inversion`, after the
   flips and before intensity augmentation); without it that stream is never drawn;
 * rotation and zoom (``spatial_augment`` p > 0) of slot ``k``: whether and how from
@@ -98,7 +98,7 @@ class TwoStreamBatches(Dataset):
             rotated and zoomed.
         channels: the channels of ``<case>.npy`` to read, in order
             (:attr:`~duetseg.data.cache.Cache.channels`); None for all.
-        contrast_inversion: channel index (after ``channels``) -> probability in [0, 1]
+        invert_channels: channel index (after ``channels``) -> probability in [0, 1]
             that a crop's channel is mirrored about its case's mean (see
             :func:`inversion_channels`); None or empty for none.
 
@@ -117,7 +117,7 @@ class TwoStreamBatches(Dataset):
                  intensity_augment: float = _DEFAULTS.intensity_augment,
                  spatial_augment: float = _DEFAULTS.spatial_augment,
                  channels: list[int] | None = None,
-                 contrast_inversion: dict[int, float] | None = None):
+                 invert_channels: dict[int, float] | None = None):
         self.cache_root = Path(cache_root)
         self.labeled = list(labeled)
         self.unlabeled = list(unlabeled)
@@ -132,8 +132,8 @@ class TwoStreamBatches(Dataset):
         self.intensity_augment = float(intensity_augment)
         self.spatial_augment = float(spatial_augment)
         self.channels = None if channels is None else [int(c) for c in channels]
-        self.contrast_inversion = {int(c): float(p)
-                                   for c, p in (contrast_inversion or {}).items()}
+        self.invert_channels = {int(c): float(p)
+                                   for c, p in (invert_channels or {}).items()}
         self._centres: dict[str, np.ndarray] = {}
         if not self.labeled:
             raise ConfigError("two-stream sampling needs at least one labelled case")
@@ -150,9 +150,9 @@ class TwoStreamBatches(Dataset):
             raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         if not 0.0 <= self.intensity_augment <= 1.0:
             raise ConfigError(f"intensity_augment must be in [0, 1], got {intensity_augment}")
-        if any(not 0.0 <= p <= 1.0 for p in self.contrast_inversion.values()):
-            raise ConfigError(f"contrast_inversion probabilities must be in [0, 1], got "
-                              f"{contrast_inversion}")
+        if any(not 0.0 <= p <= 1.0 for p in self.invert_channels.values()):
+            raise ConfigError(f"invert_channels probabilities must be in [0, 1], got "
+                              f"{invert_channels}")
         if not 0.0 <= self.spatial_augment <= 1.0:
             raise ConfigError(f"spatial_augment must be in [0, 1], got {spatial_augment}")
         for case in self.labeled + self.unlabeled:
@@ -269,10 +269,10 @@ class TwoStreamBatches(Dataset):
             if self.channels is not None:  # crop every channel, keep the selection
                 img = np.ascontiguousarray(take_channels(img, self.channels))
             img, lab = random_flip_rot(img, lab, rng, self.flip, self.rot90)
-            if self.contrast_inversion:
+            if self.invert_channels:
                 img = random_contrast_inversion(img, np.random.default_rng(
                     [self.seed, _INVERSION_STREAM, iteration, global_slot]),
-                    self.contrast_inversion, self._case_centres(case))
+                    self.invert_channels, self._case_centres(case))
             if self.intensity_augment > 0:
                 img = random_intensity_augment(img, np.random.default_rng(
                     [self.seed, _INTENSITY_STREAM, iteration, global_slot]),

@@ -167,7 +167,7 @@ def _batches(s: _Session, end: int) -> DataLoader:
         rank=s.ctx.rank, world_size=s.ctx.world_size, modality_dropout=tc.modality_dropout,
         intensity_augment=tc.intensity_augment, spatial_augment=tc.spatial_augment,
         channels=s.cache.channels,
-        contrast_inversion=inversion_channels(tc.contrast_inversion, s.cache.modalities),
+        invert_channels=inversion_channels(tc.contrast_inversion, s.cache.modalities),
     )
     return make_loader(dataset, s.start, end,
                        resolve_num_workers(tc.num_workers, s.ctx.world_size), tc.seed)
