@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duetseg.analysis.accuracy import CONTROL, DEFAULT, PAPER
-from duetseg.analysis.modality_pairs import gain_lines, runs_on_splits_of
+from duetseg.analysis.modality_pairs import dice_tables, gain_lines, runs_on_splits_of
 from duetseg.reporting.bootstrap import N_RESAMPLES
 from duetseg.reporting.collect import RunRecord
-from duetseg.reporting.run_table import COLLAPSE_FLOOR, build_run_table, run_means
-from duetseg.reporting.tables import build_table1
+from duetseg.reporting.run_table import COLLAPSE_FLOOR, run_means
 
 __all__ = ["ConfirmQuestion", "CONFIRM_QUESTIONS", "load_confirmation_runs",
            "criteria_lines", "confirmation_section"]
@@ -152,8 +151,5 @@ def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
         for labeled in sorted({r.labeled for r in runs}):
             parts += [f"With {labeled} labelled cases:",
                       "\n".join(criteria_lines(runs, question, labeled, n_resamples))]
-        table1 = build_table1(runs, reference=DEFAULT)
-        table1.title = "Dice per configuration"
-        parts += [table1.to_markdown(level=4).strip(),
-                  build_run_table(runs).to_markdown(level=4).strip()]
+        parts += dice_tables(runs, DEFAULT)
     return "\n\n".join(parts) + "\n"

@@ -24,7 +24,7 @@ from duetseg.reporting.run_table import build_run_table
 from duetseg.reporting.tables import build_table1
 
 __all__ = ["PairQuestion", "PAIR_QUESTIONS", "runs_on_splits_of", "load_question_runs",
-           "gain_lines", "pair_reading", "modality_pairs_section"]
+           "gain_lines", "dice_tables", "pair_reading", "modality_pairs_section"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,15 @@ def gain_lines(runs: list[RunRecord], name: str, baselines: tuple[str, ...],
     return out
 
 
+def dice_tables(runs: list[RunRecord], reference: str) -> list[str]:
+    """Table 1 ("Dice per configuration", p against ``reference``) and the per-run table,
+    as Markdown subsections."""
+    table1 = build_table1(runs, reference=reference)
+    table1.title = "Dice per configuration"
+    return [table1.to_markdown(level=4).strip(),
+            build_run_table(runs).to_markdown(level=4).strip()]
+
+
 def pair_reading(runs: list[RunRecord], question: PairQuestion,
                  n_resamples: int = N_RESAMPLES) -> str:
     """One line per other configuration: the pair's run-level gain over it.
@@ -169,12 +178,9 @@ def modality_pairs_section(results: Path, n_resamples: int = N_RESAMPLES,
             parts.append("No archived runs.")
             continue
         grids = ", ".join(f"`{g}`" for g in question.grids)
-        table1 = build_table1(runs, reference=question.pair)
-        table1.title = "Dice per configuration"
         parts += [pair_reading(runs, question, n_resamples) or "No matched runs yet.",
                   f"Regenerate: the grids {grids} (`duetseg experiment-run GRID RUN` for "
                   "the runs listed below), `python benchmarks/archive_runs.py` on them and "
                   "`python benchmarks/results_page.py`.",
-                  table1.to_markdown(level=4).strip(),
-                  build_run_table(runs).to_markdown(level=4).strip()]
+                  *dice_tables(runs, question.pair)]
     return "\n\n".join(parts) + "\n"
