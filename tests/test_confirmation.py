@@ -85,3 +85,23 @@ def test_the_section_lists_each_target_and_says_when_runs_are_missing(tmp_path):
     assert f"### {QUESTION.title}" in text and f"### {CONFIRM_QUESTIONS[1].title}" in text
     assert "With 2 labelled cases:" in text and "No archived runs." in text
     assert "#### Dice per configuration" in text and "#### Per-run Dice" in text
+
+
+def test_a_candidate_is_judged_on_its_own_splits_and_paired_with_the_default(tmp_path):
+    archive = _archive(tmp_path)
+    root = archive / "confirm" / "P"
+    for seed, fold in ((1, 0), (2, 1), (3, 0)):
+        write_run(root, f"inv_s{seed}f{fold}", "ours", fold, _dual([v + 2 for v in DEFAULT_DICE]),
+                  name="ours_inv", seed=seed)
+    question = replace(QUESTION, candidates=("ours_inv",))
+    runs = load_confirmation_runs(archive, question, "ours_inv")
+    assert {(r.name, r.seed) for r in runs if r.name == "ours_inv"} == {
+        ("ours_inv", 1), ("ours_inv", 2), ("ours_inv", 3)}
+    lines = criteria_lines(runs, question, 2, n_resamples=50, candidate="ours_inv")
+    assert lines[0].startswith(f"- ours_inv − {DEFAULT}: +2.0 points per run")
+    assert lines[1].startswith("- ours_inv − ref: +12.0 points per run")
+    assert "- ours_inv at least level with every reference: not judged yet." in lines
+    assert lines[-1] == "- Runs so far (of 4 planned): ours_inv 3, ref 2, strong 2."
+    text = confirmation_section(archive, n_resamples=50, questions=(question,))
+    assert "The candidate ours_inv, with 2 labelled cases, on its own splits:" in text
+    assert "- No ours_inv run below 40 % Dice: met" in text

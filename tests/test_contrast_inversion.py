@@ -9,7 +9,7 @@ from test_intensity_augment import _ds
 
 from duetseg.config import load_config
 from duetseg.data.augment import random_contrast_inversion
-from duetseg.data.sampling import inversion_channels
+from duetseg.data.modalities import inversion_channels
 from duetseg.errors import ConfigError
 
 

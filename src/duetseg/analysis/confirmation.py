@@ -40,6 +40,8 @@ class ConfirmQuestion:
         grids: the grids that train the runs (``benchmarks/grids/<grid>.yaml``).
         planned_runs: runs per configuration and labelled count (seeds x folds).
         shown: further configurations shown in the tables, not judged against.
+        candidates: configurations judged by the same criteria as the default, each on its
+            own splits and paired with the default as well as the references.
     """
 
     title: str
@@ -49,12 +51,13 @@ class ConfirmQuestion:
     grids: tuple[str, ...]
     planned_runs: int = 9
     shown: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = ()
 
 
 CONFIRM_QUESTIONS = (
     ConfirmQuestion("Tumour core, T1ce + T2", "confirm/K3_1000it_tc_zscore_nonzero",
                     ("ours_t2", "mt_t2", "sup_spatial_t2", "sup_spatial"), "sup_spatial_t2",
-                    ("confirm_tc", "confirm_tc_t2")),
+                    ("confirm_tc", "confirm_tc_t2"), candidates=("ours_inv",)),
     ConfirmQuestion("Whole tumour, T1ce + T2", "confirm/K3_1000it_zscore_nonzero",
                     ("ours_t2", "mt_t2", "mt_t1ce", "sup_spatial_t2", "sup_duet_spatial",
                      "ours_all"), "sup_spatial_t2",
@@ -63,45 +66,53 @@ CONFIRM_QUESTIONS = (
 )
 
 
-def load_confirmation_runs(results: Path, question: ConfirmQuestion) -> list[RunRecord]:
-    """The question's archived runs on the default's splits.
+def load_confirmation_runs(results: Path, question: ConfirmQuestion,
+                           anchor: str = DEFAULT) -> list[RunRecord]:
+    """The question's archived runs on the splits of ``anchor``.
 
     Args:
         results: the results folder (``benchmarks/results``).
         question: the question.
+        anchor: the default or one of the question's candidates.
 
     Returns:
-        The runs of the default, the references and the shown configurations.
+        The runs of the default, the candidates, the references and the shown
+        configurations.
     """
-    names = {DEFAULT, *question.references, *question.shown}
-    return runs_on_splits_of(results, question.protocol, DEFAULT, names)
+    names = {DEFAULT, *question.candidates, *question.references, *question.shown}
+    return runs_on_splits_of(results, question.protocol, anchor, names)
 
 
 def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: int,
-                   n_resamples: int = N_RESAMPLES) -> list[str]:
+                   n_resamples: int = N_RESAMPLES, candidate: str = DEFAULT) -> list[str]:
     """The gains over the references and the criteria, for one labelled count.
 
     Args:
-        runs: :func:`load_confirmation_runs`.
+        runs: :func:`load_confirmation_runs` anchored on ``candidate``.
         question: the question.
         labeled: the labelled count.
         n_resamples: bootstrap resamples.
+        candidate: the default or one of the question's candidates.
 
     Returns:
-        Markdown list items: one gain per reference with runs, then one per criterion
-        (met, not met, or not judged yet), and while runs are missing, how many each has.
+        Markdown list items: one gain per reference with runs (a candidate's over the
+        default first), then one per criterion (met, not met, or not judged yet), and
+        while runs are missing, how many each has.
     """
     runs = [r for r in runs if r.labeled == labeled]
-    default = [run_means(r) for r in runs if r.name == DEFAULT]
-    items = gain_lines(runs, DEFAULT, question.references, n_resamples)
+    default = [run_means(r) for r in runs if r.name == candidate]
+    first = () if candidate == DEFAULT else (DEFAULT,)
+    items = gain_lines(runs, candidate, (*first, *question.references), n_resamples)
     lines = [line for _, line in items]
-    gains = {g.baseline: g for g, _ in items}
+    gains = {g.baseline: g for g, _ in items if g.baseline in question.references}
+    who = "the default" if candidate == DEFAULT else candidate
+    subject = "The default" if candidate == DEFAULT else candidate
     count = {n: sum(r.name == n for r in runs) for n in question.references}
     missing = [f"{n} {count[n]}" for n in question.references
                if count[n] < question.planned_runs]
     complete = len(default) >= question.planned_runs and not missing
     behind = [n for n, g in gains.items() if g.gain_run < 0]
-    lines.append("- The default at least level with every reference: " + (
+    lines.append(f"- {subject} at least level with every reference: " + (
         ("not met, behind " + ", ".join(behind) + "." if behind else "met.")
         if complete else "not judged yet."))
     if labeled == STRICT_LABELED:
@@ -112,12 +123,13 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
         lines.append(f"- The run-level 95 % CI of the gain over {question.strong} above 0: "
                      + verdict)
     low = [d for d in default if d < COLLAPSE_FLOOR]
-    floor = (f"- No default run below {COLLAPSE_FLOOR:g} % Dice: "
+    floor = (f"- No {who.removeprefix('the ')} run below {COLLAPSE_FLOOR:g} % Dice: "
              + ("met" if not low else f"not met ({len(low)} of {len(default)} runs)"))
     lines.append(floor + (f", lowest run {min(default):.1f} %." if default else "."))
     if not complete:
-        lines.append(f"- Runs so far (of {question.planned_runs} planned): the default "
-                     f"{len(default)}" + "".join(f", {m}" for m in missing) + ".")
+        lines.append(f"- Runs so far (of {question.planned_runs} planned): "
+                     f"{who} {len(default)}"
+                     + "".join(f", {m}" for m in missing) + ".")
     return lines
 
 
@@ -151,5 +163,13 @@ def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
         for labeled in sorted({r.labeled for r in runs}):
             parts += [f"With {labeled} labelled cases:",
                       "\n".join(criteria_lines(runs, question, labeled, n_resamples))]
+            for candidate in question.candidates:
+                own = [r for r in load_confirmation_runs(results, question, candidate)
+                       if r.labeled == labeled]
+                if own:
+                    parts += [f"The candidate {candidate}, with {labeled} labelled cases, "
+                              "on its own splits:",
+                              "\n".join(criteria_lines(own, question, labeled, n_resamples,
+                                                        candidate))]
         parts += dice_tables(runs, DEFAULT)
     return "\n\n".join(parts) + "\n"

@@ -2,12 +2,9 @@
 
 A batch is a pure function of ``(seed, iteration)``:
 
-* labelled slot ``j`` of iteration ``t`` takes position ``g = t * labeled_bs + j`` in an
-  endless walk over successive permutations of the labelled cases (permutation ``p`` is
-  drawn from ``default_rng([seed, 0, p])``, ``p = g // n_labelled``), so each pass covers
-  every labelled case once;
-* unlabelled slots walk endless permutations of the unlabelled cases the same way
-  (``default_rng([seed, 2, p])``); with no unlabelled cases they walk the labelled ones;
+* the case of each slot comes from seeded walks over permutations of the labelled and of
+  the unlabelled cases (:class:`~duetseg.data.case_walk.CaseWalk`; streams 0 and 2), so
+  each pass covers every case once;
 * crop and augmentation of slot ``k`` come from ``default_rng([seed, 1, iteration, k])``;
 * modality dropout (``modality_dropout`` p > 0) of slot ``k`` comes from its own stream
   ``default_rng([seed, 3, iteration, k])``: with probability p one modality, chosen
@@ -58,13 +55,12 @@ from duetseg.data.augment import (
     transformed_crop,
 )
 from duetseg.data.cache import take_channels
+from duetseg.data.case_walk import CaseWalk
 from duetseg.errors import ConfigError, InputError
 
-__all__ = ["TwoStreamBatches", "inversion_channels"]
+__all__ = ["TwoStreamBatches"]
 
-_LABELLED_STREAM = 0
 _CROP_STREAM = 1
-_UNLABELLED_STREAM = 2
 _DROPOUT_STREAM = 3
 _INTENSITY_STREAM = 4
 _SPATIAL_STREAM = 6
@@ -100,7 +96,7 @@ class TwoStreamBatches(Dataset):
             (:attr:`~duetseg.data.cache.Cache.channels`); None for all.
         invert_channels: channel index (after ``channels``) -> probability in [0, 1]
             that a crop's channel is mirrored about its case's mean (see
-            :func:`inversion_channels`); None or empty for none.
+            :func:`~duetseg.data.modalities.inversion_channels`); None or empty for none.
 
     Raises:
         ConfigError: inconsistent batch sizes, no labelled cases, a bad crop size, rank or
@@ -166,7 +162,8 @@ class TwoStreamBatches(Dataset):
         self._pid: int | None = None
         self._handles: dict[str, np.ndarray] = {}
         self._fg: dict[str, np.ndarray] = {}
-        self._perms: dict[tuple[int, int], np.ndarray] = {}
+        self._walk = CaseWalk(self.labeled, self.unlabeled, self.batch_size, self.labeled_bs,
+                              self.seed, self.rank, self.world_size)
 
     def __len__(self) -> int:
         return 2**31 - 1
@@ -176,38 +173,9 @@ class TwoStreamBatches(Dataset):
         state["_pid"], state["_handles"], state["_fg"] = None, {}, {}
         return state
 
-    # -- case order ---------------------------------------------------------------------
-
-    def _permutation(self, stream: int, p: int, n: int) -> np.ndarray:
-        key = (stream, p)
-        perm = self._perms.get(key)
-        if perm is None:
-            if len(self._perms) > 64:
-                self._perms.clear()
-            perm = np.random.default_rng([self.seed, stream, p]).permutation(n)
-            self._perms[key] = perm
-        return perm
-
-    def _walk(self, cases: list[str], stream: int, position: int) -> str:
-        n = len(cases)
-        return cases[int(self._permutation(stream, position // n, n)[position % n])]
-
-    def _slots(self, iteration: int) -> list[tuple[str, int]]:
-        """``(case, global slot)`` of each of this rank's slots (labelled first)."""
-        n_lab, n_unl = self.labeled_bs, self.batch_size - self.labeled_bs
-        w, r = self.world_size, self.rank
-        out = []
-        for j in range(r * n_lab, (r + 1) * n_lab):
-            out.append((self._walk(self.labeled, _LABELLED_STREAM, iteration * w * n_lab + j), j))
-        pool = self.unlabeled or self.labeled
-        for j in range(r * n_unl, (r + 1) * n_unl):
-            out.append((self._walk(pool, _UNLABELLED_STREAM, iteration * w * n_unl + j),
-                        w * n_lab + j))
-        return out
-
     def cases_for(self, iteration: int) -> list[str]:
         """The case of each slot of this rank's batch of ``iteration`` (labelled slots first)."""
-        return [case for case, _ in self._slots(iteration)]
+        return [case for case, _ in self._walk.slots(iteration)]
 
     # -- data access --------------------------------------------------------------------
 
@@ -251,7 +219,7 @@ class TwoStreamBatches(Dataset):
         iteration = int(iteration)
         if iteration < 0:
             raise IndexError(f"iteration {iteration} is negative")
-        slots = self._slots(iteration)
+        slots = self._walk.slots(iteration)
         cases = [case for case, _ in slots]
         images, labels = [], []
         for slot, (case, global_slot) in enumerate(slots):
@@ -321,22 +289,3 @@ class TwoStreamBatches(Dataset):
                 present[b, m] = False
         return present
 
-
-def inversion_channels(probs: dict[str, float], modalities: list[str]) -> dict[int, float]:
-    """``train.contrast_inversion`` (modality -> probability) as channel -> probability.
-
-    Args:
-        probs: the config's mapping.
-        modalities: the run's modalities, in channel order.
-
-    Returns:
-        The mapping by channel index.
-
-    Raises:
-        ConfigError: a modality the run does not read.
-    """
-    unknown = sorted(set(probs) - set(modalities))
-    if unknown:
-        raise ConfigError(f"train.contrast_inversion names {unknown}, which the run does not "
-                          f"read (its modalities: {modalities})")
-    return {modalities.index(m): float(p) for m, p in probs.items()}

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from duetseg.config import Config
 from duetseg.data.cache import Cache, open_cache
 from duetseg.data.loader import make_loader, resolve_num_workers
-from duetseg.data.sampling import TwoStreamBatches, inversion_channels
+from duetseg.data.modalities import inversion_channels
+from duetseg.data.sampling import TwoStreamBatches
 from duetseg.errors import ConfigError, DuetsegError
 from duetseg.methods import Method, build_method
 from duetseg.precision import autocast_context, resolve_channels_last, to_memory_format
