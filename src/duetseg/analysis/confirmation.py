@@ -146,10 +146,11 @@ def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
         Markdown, from the section's heading.
     """
     parts = ["## Confirmation on fresh seeds",
-             "The default against what a user would pick instead, on seeds 3-5 (new folds, "
-             "labelled draws and training seeds that no choice has used; "
-             "docs/evaluation.md), 3-fold cross-validation, 2 and 4 labelled cases. Each "
-             "gain pairs the default's run with the reference's run on the same split."]
+             "The default, and each candidate the choosing seeds 0-2 put forward, against "
+             "what a user would pick instead, on seeds 3-5 (new folds, labelled draws and "
+             "training seeds that no choice has used; docs/evaluation.md), 3-fold "
+             "cross-validation, 2 and 4 labelled cases. Each gain pairs two runs on the "
+             "same split."]
     for question in questions:
         runs = load_confirmation_runs(results, question)
         grids = " ".join(f"benchmarks/grids/{g}.yaml" for g in question.grids)
