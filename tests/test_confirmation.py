@@ -8,10 +8,14 @@ from test_report_gain import _dual, write_run
 
 from duetseg.analysis.accuracy import DEFAULT
 from duetseg.analysis.confirmation import (
+    CONFIRM_BEGIN,
+    CONFIRM_END,
     CONFIRM_QUESTIONS,
     confirmation_section,
+    confirmation_table,
     criteria_lines,
     load_confirmation_runs,
+    readme_with_confirmation,
 )
 
 QUESTION = replace(CONFIRM_QUESTIONS[0], protocol="confirm/P", references=("ref", "strong"),
@@ -105,3 +109,25 @@ def test_a_candidate_is_judged_on_its_own_splits_and_paired_with_the_default(tmp
     text = confirmation_section(archive, n_resamples=50, questions=(question,))
     assert "The candidate ours_inv, with 2 labelled cases, on its own splits:" in text
     assert "- No ours_inv run below 40 % Dice: met" in text
+
+
+def test_the_readme_table_pairs_each_configuration_with_t2_alone_and_the_strong_recipe(tmp_path):
+    question = replace(QUESTION, references=("ours_t2", "sup_spatial_t2"),
+                       strong="sup_spatial_t2")
+    root = tmp_path / "confirm" / "P"
+    for fold in (0, 1):
+        write_run(root, f"ours_f{fold}", "ours", fold, _dual(DEFAULT_DICE), name="ours", seed=3)
+        write_run(root, f"t2_f{fold}", "ours", fold, _dual([v - 5 for v in DEFAULT_DICE]),
+                  name="ours_t2", seed=3)
+    write_run(root, "sup_f0", "supervised", 0, {"prediction": [50.0] * 4},
+              name="sup_spatial_t2", seed=3)
+    table = confirmation_table(tmp_path, n_resamples=50, questions=(question,))
+    rows = {line.split("|")[2].strip(): line for line in table.splitlines()[2:]}
+    assert table.splitlines()[0].startswith("| target | configuration | what it is | Dice, 2 ")
+    assert rows["ours (default)"].startswith("| Tumour core | ours (default) |")
+    assert "| 75.0 (75.0, 2) | +5.0 (2) | +25.0 (1) |" in rows["ours (default)"]
+    assert "| 50.0 (50.0, 1) | -20.0 (1) | — |" in rows["`sup_spatial_t2`"]
+    text = f"a\n{CONFIRM_BEGIN}\nold\n{CONFIRM_END}\nb\n"
+    new = readme_with_confirmation(tmp_path, text, 50, (question,))
+    assert new.split(CONFIRM_BEGIN)[1].startswith("\n| target |")
+    assert confirmation_table(tmp_path / "none", questions=(question,)).startswith("No ")

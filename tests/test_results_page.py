@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from duetseg.analysis.accuracy import CANDIDATES, REFERENCES
+from duetseg.analysis.confirmation import CONFIRM_BEGIN, CONFIRM_END, readme_with_confirmation
 from duetseg.analysis.page import PAGE_COMMAND, build_page
 from duetseg.analysis.readme_table import (
     BEGIN,
@@ -43,6 +44,14 @@ def test_the_readme_table_is_what_the_records_give():
         f"the README's accuracy table is stale: run {PAGE_COMMAND}")
     table = readme.split(BEGIN)[1].split(END)[0]
     assert "| ours (default) |" in table and "`mt_t2`" in table
+
+
+def test_the_readme_confirmation_table_is_what_the_records_give():
+    readme = (REPO / "README.md").read_text()
+    assert readme_with_confirmation(RESULTS, readme) == readme, (
+        f"the README's confirmation table is stale: run {PAGE_COMMAND}")
+    table = readme.split(CONFIRM_BEGIN)[1].split(CONFIRM_END)[0]
+    assert "| Tumour core | ours (default) |" in table
 
 
 def test_the_readme_block_is_replaced_between_its_markers():
