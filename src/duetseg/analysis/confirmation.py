@@ -114,17 +114,18 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
         while runs are missing, how many each has.
     """
     runs = [r for r in runs if r.labeled == labeled]
-    default = [run_means(r) for r in runs if r.name == candidate]
+    means = [run_means(r) for r in runs if r.name == candidate]
     first = () if candidate == DEFAULT else (DEFAULT,)
     items = gain_lines(runs, candidate, (*first, *question.references), n_resamples)
     lines = [line for _, line in items]
     gains = {g.baseline: g for g, _ in items if g.baseline in question.references}
-    who = "the default" if candidate == DEFAULT else candidate
-    subject = "The default" if candidate == DEFAULT else candidate
+    short = "default" if candidate == DEFAULT else candidate  # "No default run ..."
+    who = f"the {short}" if candidate == DEFAULT else candidate
+    subject = f"The {short}" if candidate == DEFAULT else candidate
     count = {n: sum(r.name == n for r in runs) for n in question.references}
     missing = [f"{n} {count[n]}" for n in question.references
                if count[n] < question.planned_runs]
-    complete = len(default) >= question.planned_runs and not missing
+    complete = len(means) >= question.planned_runs and not missing
     behind = [n for n, g in gains.items() if g.gain_run < 0]
     lines.append(f"- {subject} at least level with every reference: " + (
         ("not met, behind " + ", ".join(behind) + "." if behind else "met.")
@@ -136,13 +137,13 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
                    + f" ([{g.ci_run_low:+.1f}, {g.ci_run_high:+.1f}]).")
         lines.append(f"- The run-level 95 % CI of the gain over {question.strong} above 0: "
                      + verdict)
-    low = [d for d in default if d < COLLAPSE_FLOOR]
-    floor = (f"- No {who.removeprefix('the ')} run below {COLLAPSE_FLOOR:g} % Dice: "
-             + ("met" if not low else f"not met ({len(low)} of {len(default)} runs)"))
-    lines.append(floor + (f", lowest run {min(default):.1f} %." if default else "."))
+    low = [d for d in means if d < COLLAPSE_FLOOR]
+    floor = (f"- No {short} run below {COLLAPSE_FLOOR:g} % Dice: "
+             + ("met" if not low else f"not met ({len(low)} of {len(means)} runs)"))
+    lines.append(floor + (f", lowest run {min(means):.1f} %." if means else "."))
     if not complete:
         lines.append(f"- Runs so far (of {question.planned_runs} planned): "
-                     f"{who} {len(default)}"
+                     f"{who} {len(means)}"
                      + "".join(f", {m}" for m in missing) + ".")
     return lines
 
@@ -175,12 +176,13 @@ def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
         if not runs:
             parts.append("No archived runs.")
             continue
+        own_splits = {c: load_confirmation_runs(results, question, c)
+                      for c in question.candidates}
         for labeled in sorted({r.labeled for r in runs}):
             parts += [f"With {labeled} labelled cases:",
                       "\n".join(criteria_lines(runs, question, labeled, n_resamples))]
-            for candidate in question.candidates:
-                own = [r for r in load_confirmation_runs(results, question, candidate)
-                       if r.labeled == labeled]
+            for candidate, candidate_runs in own_splits.items():
+                own = [r for r in candidate_runs if r.labeled == labeled]
                 if own:
                     parts += [f"The candidate {candidate}, with {labeled} labelled cases, "
                               "on its own splits:",
