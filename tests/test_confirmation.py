@@ -113,7 +113,7 @@ def test_a_candidate_is_judged_on_its_own_splits_and_paired_with_the_default(tmp
 
 def test_the_readme_table_pairs_each_configuration_with_t2_alone_and_the_strong_recipe(tmp_path):
     question = replace(QUESTION, references=("ours_t2", "sup_spatial_t2"),
-                       strong="sup_spatial_t2")
+                       strong="sup_spatial_t2", candidates=("ours_t2",))
     root = tmp_path / "confirm" / "P"
     for fold in (0, 1):
         write_run(root, f"ours_f{fold}", "ours", fold, _dual(DEFAULT_DICE), name="ours", seed=3)
@@ -123,6 +123,7 @@ def test_the_readme_table_pairs_each_configuration_with_t2_alone_and_the_strong_
               name="sup_spatial_t2", seed=3)
     table = confirmation_table(tmp_path, n_resamples=50, questions=(question,))
     rows = {line.split("|")[2].strip(): line for line in table.splitlines()[2:]}
+    assert len(table.splitlines()) == 2 + 3  # a candidate that is a reference: one row
     assert table.splitlines()[0].startswith("| target | configuration | what it is | Dice, 2 ")
     assert rows["ours (default)"].startswith("| Tumour core | ours (default) |")
     assert "| 75.0 (75.0, 2) | +5.0 (2) | +25.0 (1) |" in rows["ours (default)"]
@@ -131,3 +132,14 @@ def test_the_readme_table_pairs_each_configuration_with_t2_alone_and_the_strong_
     new = readme_with_confirmation(tmp_path, text, 50, (question,))
     assert new.split(CONFIRM_BEGIN)[1].startswith("\n| target |")
     assert confirmation_table(tmp_path / "none", questions=(question,)).startswith("No ")
+
+
+def test_a_candidate_that_is_also_a_reference_is_not_paired_with_itself(tmp_path):
+    archive = _archive(tmp_path)
+    question = replace(QUESTION, candidates=("ref",))
+    runs = load_confirmation_runs(archive, question, "ref")
+    lines = criteria_lines(runs, question, 2, n_resamples=50, candidate="ref")
+    assert lines[0].startswith(f"- ref − {DEFAULT}: -10.0 points per run")
+    assert lines[1].startswith("- ref − strong:") and not any("ref − ref" in x for x in lines)
+    assert "- ref at least level with every reference: met." in lines
+    assert lines[-1].startswith("- No ref run below 40 % Dice: not met (1 of 5 runs)")

@@ -55,7 +55,8 @@ class ConfirmQuestion:
         planned_runs: runs per configuration and labelled count (seeds x folds).
         shown: further configurations shown in the tables, not judged against.
         candidates: configurations judged by the same criteria as the default, each on its
-            own splits and paired with the default as well as the references.
+            own splits and paired with the default as well as the references (a candidate
+            that is also a reference is not paired with itself).
     """
 
     title: str
@@ -76,7 +77,7 @@ CONFIRM_QUESTIONS = (
                     ("ours_t2", "mt_t2", "mt_t1ce", "sup_spatial_t2", "sup_duet_spatial",
                      "ours_all"), "sup_spatial_t2",
                     ("confirm_L2_L4", "confirm_L2_L4_t2", "confirm_L2_L4_t1ce"),
-                    shown=(PAPER, CONTROL)),
+                    shown=(PAPER, CONTROL), candidates=("ours_t2",)),
 )
 
 
@@ -116,15 +117,16 @@ def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: in
     runs = [r for r in runs if r.labeled == labeled]
     means = [run_means(r) for r in runs if r.name == candidate]
     first = () if candidate == DEFAULT else (DEFAULT,)
-    items = gain_lines(runs, candidate, (*first, *question.references), n_resamples)
+    # a candidate may also be a reference of the default (the best single-modality network)
+    references = tuple(n for n in question.references if n != candidate)
+    items = gain_lines(runs, candidate, (*first, *references), n_resamples)
     lines = [line for _, line in items]
-    gains = {g.baseline: g for g, _ in items if g.baseline in question.references}
+    gains = {g.baseline: g for g, _ in items if g.baseline in references}
     short = "default" if candidate == DEFAULT else candidate  # "No default run ..."
     who = f"the {short}" if candidate == DEFAULT else candidate
     subject = f"The {short}" if candidate == DEFAULT else candidate
-    count = {n: sum(r.name == n for r in runs) for n in question.references}
-    missing = [f"{n} {count[n]}" for n in question.references
-               if count[n] < question.planned_runs]
+    count = {n: sum(r.name == n for r in runs) for n in references}
+    missing = [f"{n} {count[n]}" for n in references if count[n] < question.planned_runs]
     complete = len(means) >= question.planned_runs and not missing
     behind = [n for n, g in gains.items() if g.gain_run < 0]
     lines.append(f"- {subject} at least level with every reference: " + (
@@ -208,7 +210,7 @@ def confirmation_table(results: Path, n_resamples: int = N_RESAMPLES,
     """
     loaded = []
     for q in questions:
-        names = [DEFAULT, *q.candidates, *q.references, *q.shown]
+        names = list(dict.fromkeys((DEFAULT, *q.candidates, *q.references, *q.shown)))
         runs = [r for r in load_protocol_runs(results, (q.protocol,)) if r.name in names]
         if runs:
             loaded.append((q, names, runs))
