@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from duetseg.analysis.accuracy import CONTROL, DEFAULT, PAPER, load_protocol_runs
-from duetseg.analysis.modality_pairs import dice_tables, gain_lines, runs_on_splits_of
+from duetseg.analysis.modality_pairs import dice_tables, gain_lines, on_splits_of
 from duetseg.analysis.readme_table import (
     STRONG_LABELLED_ONLY,
     replace_block,
@@ -94,8 +94,20 @@ def load_confirmation_runs(results: Path, question: ConfirmQuestion,
         The runs of the default, the candidates, the references and the shown
         configurations.
     """
-    names = {DEFAULT, *question.candidates, *question.references, *question.shown}
-    return runs_on_splits_of(results, question.protocol, anchor, names)
+    return on_splits_of(_question_runs(results, question), anchor)
+
+
+def _names(question: ConfirmQuestion) -> list[str]:
+    """The question's configurations in output order, each once (a candidate may also be a
+    reference)."""
+    return list(dict.fromkeys((DEFAULT, *question.candidates, *question.references,
+                               *question.shown)))
+
+
+def _question_runs(results: Path, question: ConfirmQuestion) -> list[RunRecord]:
+    """Every archived run of the question's configurations, on any split."""
+    names = set(_names(question))
+    return [r for r in load_protocol_runs(results, (question.protocol,)) if r.name in names]
 
 
 def criteria_lines(runs: list[RunRecord], question: ConfirmQuestion, labeled: int,
@@ -169,7 +181,8 @@ def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
              "cross-validation, 2 and 4 labelled cases. Each gain pairs two runs on the "
              "same split."]
     for question in questions:
-        runs = load_confirmation_runs(results, question)
+        loaded = _question_runs(results, question)
+        runs = on_splits_of(loaded, DEFAULT)
         grids = " ".join(f"benchmarks/grids/{g}.yaml" for g in question.grids)
         parts += [f"### {question.title}",
                   f"Regenerate: `duetseg experiment GRID` for each of {grids}, "
@@ -178,8 +191,7 @@ def confirmation_section(results: Path, n_resamples: int = N_RESAMPLES,
         if not runs:
             parts.append("No archived runs.")
             continue
-        own_splits = {c: load_confirmation_runs(results, question, c)
-                      for c in question.candidates}
+        own_splits = {c: on_splits_of(loaded, c) for c in question.candidates}
         for labeled in sorted({r.labeled for r in runs}):
             parts += [f"With {labeled} labelled cases:",
                       "\n".join(criteria_lines(runs, question, labeled, n_resamples))]
@@ -210,10 +222,9 @@ def confirmation_table(results: Path, n_resamples: int = N_RESAMPLES,
     """
     loaded = []
     for q in questions:
-        names = list(dict.fromkeys((DEFAULT, *q.candidates, *q.references, *q.shown)))
-        runs = [r for r in load_protocol_runs(results, (q.protocol,)) if r.name in names]
+        runs = _question_runs(results, q)
         if runs:
-            loaded.append((q, names, runs))
+            loaded.append((q, _names(q), runs))
     if not loaded:
         return "No confirmation runs are archived yet."
     labels = tuple(sorted({r.labeled for _, _, runs in loaded for r in runs}))

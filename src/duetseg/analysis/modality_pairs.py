@@ -23,7 +23,8 @@ from duetseg.reporting.gain import GainResult, gain_results
 from duetseg.reporting.run_table import build_run_table
 from duetseg.reporting.tables import build_table1
 
-__all__ = ["PairQuestion", "PAIR_QUESTIONS", "runs_on_splits_of", "load_question_runs",
+__all__ = ["PairQuestion", "PAIR_QUESTIONS", "runs_on_splits_of", "on_splits_of",
+           "load_question_runs",
            "gain_lines", "dice_tables", "pair_reading", "modality_pairs_section"]
 
 
@@ -77,7 +78,12 @@ def runs_on_splits_of(results: Path, protocol: str, anchor: str,
         The runs, limited to the anchor's (labelled count, seed, split) so that every
         configuration is averaged over the same runs (empty without anchor runs).
     """
-    runs = [r for r in load_protocol_runs(results, (protocol,)) if r.name in names]
+    return on_splits_of([r for r in load_protocol_runs(results, (protocol,)) if r.name in names],
+                        anchor)
+
+
+def on_splits_of(runs: list[RunRecord], anchor: str) -> list[RunRecord]:
+    """``runs`` limited to the (labelled count, seed, split) where ``anchor`` has a run."""
     splits = {(r.labeled, r.seed, r.split_key) for r in runs if r.name == anchor}
     return [r for r in runs if (r.labeled, r.seed, r.split_key) in splits]
 
