@@ -8,7 +8,7 @@ import torch
 
 from duetseg.config import MethodConfig, ModelConfig, TrainConfig
 from duetseg.errors import ConfigError
-from duetseg.methods import MethodContext, build_method
+from duetseg.methods import MethodContext, build_method, fit_branches
 from duetseg.methods.networks import duetnet_from_config
 from duetseg.methods.ours import Ours
 from duetseg.methods.supervised import Supervised
@@ -125,3 +125,19 @@ def test_modality_dropout_masks_only_branches_that_read_one_modality() -> None:
     with pytest.raises(ConfigError, match=r"train\.modality_dropout.*two modalities.*t2"):
         _method(("t2",), **READS_ALL).check_training(dropout)
     _method(("t2",), **READS_ALL).check_training(TrainConfig())  # no dropout: fine
+
+
+def test_fit_branches_gives_one_modality_two_branches_that_read_it() -> None:
+    fitted = fit_branches(MethodConfig(name="ours"), ModelConfig(), ("t2",))
+    assert (fitted.branches, fitted.branch_input) == (2, "all")
+    both = ModelConfig()
+    assert fit_branches(MethodConfig(name="ours"), both, ("t1ce", "t2")) is both
+    chosen = ModelConfig(branches=3, branch_input="all")
+    assert fit_branches(MethodConfig(name="ours"), chosen, ("t2",)) is chosen
+    single = ModelConfig()
+    vnet = MethodConfig(name="supervised", options={"network": "vnet"})
+    assert fit_branches(vnet, single, ("t2",)) is single  # one network takes one modality
+    assert fit_branches(MethodConfig(name="cmc"), single, ("t2",)) is single  # cannot fit
+    with pytest.raises(ConfigError, match="at least 2 modalities"):
+        build_method(MethodContext(("t2",), 2, single, MethodConfig(name="cmc"), 10))
+

@@ -1,6 +1,6 @@
-"""A one-modality cache: single-network methods train, evaluate and predict on it; methods
-with one branch per modality refuse it with a clear error, unless ``model.branches`` gives
-DuetNet two branches that both read the one modality."""
+"""A one-modality cache: single-network methods train, evaluate and predict on it; DuetNet
+methods train two branches that both read the one modality; building a method with one
+branch per modality on it directly is refused with a clear error."""
 
 import json
 
@@ -19,6 +19,8 @@ from duetseg.export import export_model
 from duetseg.methods import MethodContext, build_method
 from duetseg.methods.dual_branch import BranchOutputs
 from duetseg.methods.registry import METHODS, get_method_class
+from duetseg.run.config import load_run_config
+from duetseg.run.layout import RunDir
 from duetseg.training import train
 from duetseg.workflows.evaluate import evaluate_run
 from duetseg.workflows.predict import predict_folder
@@ -93,10 +95,12 @@ def test_mean_teacher_runs_end_to_end_on_one_modality(t2_cache, tmp_path):
     assert nib.load(out / f"{case}.nii.gz").shape == ref.shape
 
 
-def test_ours_with_two_branches_trains_evaluates_predicts_and_exports(t2_cache, tmp_path):
-    two = {"method.name": "ours", "model.branches": 2, "model.branch_input": "all",
-           "train.max_iterations": 3, "train.val_every": 3, "train.checkpoint_every": 3}
+def test_ours_on_one_modality_trains_two_branches_predicts_and_exports(t2_cache, tmp_path):
+    two = {"method.name": "ours", "train.max_iterations": 3, "train.val_every": 3,
+           "train.checkpoint_every": 3}  # model.branches unset: fitted to the one modality
     run = train_tiny(t2_cache, tmp_path / "run", **two)
+    saved = load_run_config(RunDir(run)).model
+    assert (saved.branches, saved.branch_input) == (2, "all")
     summary = evaluate_run(run, "test", progress=False)
     assert [(s["name"], s["modality"]) for s in summary["output_specs"]] == [
         ("branch_a", None), ("branch_b", None), ("ensemble", None)]

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Sequence
 from typing import Any
 
-from duetseg.config import MethodConfig
+from duetseg.config import MethodConfig, ModelConfig
 from duetseg.errors import ConfigError
 from duetseg.methods.base import Method, MethodContext
 
 __all__ = ["METHODS", "get_method_class", "build_method", "available_methods",
-           "resolved_options"]
+           "fit_branches", "resolved_options"]
+
+log = logging.getLogger(__name__)
 
 METHODS: dict[str, str] = {
     "ours": "duetseg.methods.ours:Ours",
@@ -58,6 +62,42 @@ def build_method(ctx: MethodContext) -> Method:
                           f"{list(ctx.modalities)}; train a single-network method (e.g. "
                           f"mean_teacher) on a single-modality cache{hint}")
     return cls(ctx)
+
+
+def fit_branches(method: MethodConfig, model: ModelConfig,
+                 modalities: Sequence[str]) -> ModelConfig:
+    """The model settings for training ``method`` on ``modalities``.
+
+    A method with one branch per modality (DuetNet) given fewer modalities than it has
+    branches, with ``model.branches`` unset, gets branches that each read every modality
+    (``model.branches`` = the method's branch count, ``model.branch_input=all``): on a
+    one-modality cache, two branches that both read it, the recipe measured best on the
+    whole tumour. Settings the user chose (``model.branches`` set) are kept, and so is a
+    model no branch count can fit (:func:`build_method` then explains).
+
+    Args:
+        method: the run's method settings.
+        model: the run's model settings.
+        modalities: the modalities the run trains on.
+
+    Returns:
+        ``model``, or a copy with ``branches`` and ``branch_input`` set.
+
+    Raises:
+        ConfigError: unknown method or invalid options.
+    """
+    cls = get_method_class(method.name)
+    options = cls.parse_options(method.options)
+    if model.branches is not None or cls.minimum_modalities(options, model) <= len(modalities):
+        return model
+    branched = model.model_copy(update={"branches": max(2, cls.min_modalities),
+                                        "branch_input": "all"})
+    if cls.minimum_modalities(options, branched) > len(modalities):
+        return model
+    log.info("%s on %s: %d branches that each read every modality (model.branches=%d, "
+             "model.branch_input=all)", method.name, "+".join(modalities), branched.branches,
+             branched.branches)
+    return branched
 
 
 def resolved_options(method: MethodConfig) -> dict[str, Any]:

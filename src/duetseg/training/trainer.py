@@ -28,7 +28,7 @@ from duetseg.data.loader import make_loader, resolve_num_workers
 from duetseg.data.modalities import inversion_channels
 from duetseg.data.sampling import TwoStreamBatches
 from duetseg.errors import ConfigError, DuetsegError
-from duetseg.methods import Method, build_method
+from duetseg.methods import Method, build_method, fit_branches
 from duetseg.precision import autocast_context, resolve_channels_last, to_memory_format
 from duetseg.progress import progress_bar
 from duetseg.run.checkpoint import (
@@ -121,6 +121,8 @@ def _build(cfg: Config, run_dir: Path, resume: bool) -> _Session:
     ctx = init_distributed(resolve_device(cfg.train.device))
     run_dir = Path(run_dir)
     cache = open_cache(cfg.cache, cfg.modalities)
+    cfg = cfg.model_copy(update={"model": fit_branches(cfg.method, cfg.model,
+                                                       cache.modalities)})
     splits = on_main(ctx, lambda: prepare_run_dir(cfg, cache, run_dir, resume))
     tc = cfg.train
     _seed_everything(tc.seed)
