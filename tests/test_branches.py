@@ -140,4 +140,3 @@ def test_fit_branches_gives_one_modality_two_branches_that_read_it() -> None:
     assert fit_branches(MethodConfig(name="cmc"), single, ("t2",)) is single  # cannot fit
     with pytest.raises(ConfigError, match="at least 2 modalities"):
         build_method(MethodContext(("t2",), 2, single, MethodConfig(name="cmc"), 10))
-

@@ -53,7 +53,7 @@ def build_method(ctx: MethodContext) -> Method:
     options = cls.parse_options(ctx.method.options)
     needed = cls.minimum_modalities(options, ctx.model)
     if len(ctx.modalities) < needed:
-        branched = ctx.model.model_copy(update={"branches": 2, "branch_input": "all"})
+        branched = _two_branches_reading_all(ctx.model)
         hint = (" (or set model.branches=2 and model.branch_input=all: two branches "
                 "reading every modality)"
                 if cls.minimum_modalities(options, branched) <= len(ctx.modalities) else "")
@@ -70,7 +70,7 @@ def fit_branches(method: MethodConfig, model: ModelConfig,
 
     A method with one branch per modality (DuetNet) given fewer modalities than it has
     branches, with ``model.branches`` unset, gets branches that each read every modality
-    (``model.branches`` = the method's branch count, ``model.branch_input=all``): on a
+    (``model.branches=2``, ``model.branch_input=all``): on a
     one-modality cache, two branches that both read it, the recipe measured best on the
     whole tumour. Settings the user chose (``model.branches`` set) are kept, and so is a
     model no branch count can fit (:func:`build_method` then explains).
@@ -90,14 +90,16 @@ def fit_branches(method: MethodConfig, model: ModelConfig,
     options = cls.parse_options(method.options)
     if model.branches is not None or cls.minimum_modalities(options, model) <= len(modalities):
         return model
-    branched = model.model_copy(update={"branches": max(2, cls.min_modalities),
-                                        "branch_input": "all"})
+    branched = _two_branches_reading_all(model)
     if cls.minimum_modalities(options, branched) > len(modalities):
         return model
-    log.info("%s on %s: %d branches that each read every modality (model.branches=%d, "
-             "model.branch_input=all)", method.name, "+".join(modalities), branched.branches,
-             branched.branches)
+    log.info("%s on %s: two branches that each read every modality (model.branches=2, "
+             "model.branch_input=all)", method.name, "+".join(modalities))
     return branched
+
+
+def _two_branches_reading_all(model: ModelConfig) -> ModelConfig:
+    return model.model_copy(update={"branches": 2, "branch_input": "all"})
 
 
 def resolved_options(method: MethodConfig) -> dict[str, Any]:
